@@ -1,0 +1,5 @@
+"""Lets ``python -m kernelform`` run the command line."""
+
+from kernelform.cli import main
+
+main()

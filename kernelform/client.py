@@ -1,0 +1,420 @@
+"""One HTTP client per Jupyter server, for the six kernel operations.
+
+It is the only module that speaks HTTP. It reuses one ``requests.Session``
+(and so its connection pool) for every call, retries reads through urllib3's
+``Retry`` (GET only: a write is never repeated blindly), sends the token only in
+the ``Authorization`` header, and turns every failure into an error from
+``kernelform.errors`` that names the server and says what to do. The API's traps
+(see the REST notes: 500 for an unknown spec, HTML 404 pages, ``_xsrf`` answers
+to a bad token) are translated here, so that nothing above knows about them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+from pydantic import BaseModel, ValidationError
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, ProtocolError, ReadTimeoutError
+from urllib3.util.retry import Retry
+
+from kernelform.errors import (
+    AuthError,
+    BadResponse,
+    ClientError,
+    ConnectError,
+    KernelNotFound,
+    RequestTimeout,
+    ServerError,
+    UnknownKernelSpec,
+    redact,
+    shorten,
+)
+from kernelform.faults import checkpoint
+from kernelform.models import Kernel, KernelSpecs, Session
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "http://localhost:8888"
+RETRY_STATUSES = (502, 503, 504)
+KERNEL_ID_START_VERSION = (2, 21)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds to wait: to connect, for an answer, and for a restart's answer."""
+
+    connect: float = 5.0
+    read: float = 30.0
+    restart: float = 90.0
+
+
+class JupyterClient:
+    """A client for one Jupyter server's kernel API.
+
+    ``url`` may carry a path prefix (``https://hub/user/ana/``); every request
+    goes under it. ``verify`` is True (the system CA store), a CA bundle path,
+    or False to skip TLS verification.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str = "",
+        *,
+        timeouts: Timeouts | None = None,
+        verify: bool | str = True,
+        retries: int = 3,
+        backoff: float = 0.2,
+        pool_size: int = 10,
+    ) -> None:
+        self.base_url = _normalise(url)
+        self.server = display_url(self.base_url)
+        self.timeouts = timeouts or Timeouts()
+        self._token = token
+        self._session = requests.Session()
+        self._session.verify = verify
+        self._session.trust_env = False
+        if token:
+            self._session.headers["Authorization"] = f"token {token}"
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            other=0,
+            allowed_methods=frozenset({"GET"}),
+            status_forcelist=RETRY_STATUSES,
+            backoff_factor=backoff,
+            raise_on_status=False,
+            respect_retry_after_header=True,
+        )
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=pool_size)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    def __repr__(self) -> str:
+        return f"JupyterClient({self.server!r})"
+
+    def __enter__(self) -> JupyterClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._session.close()
+
+    @property
+    def sends_token_in_clear(self) -> bool:
+        """True when a token would travel over plain http to a non-loopback host."""
+        parts = urlsplit(self.base_url)
+        return bool(self._token) and parts.scheme == "http" and not _is_loopback(parts.hostname)
+
+    # -- the read operations ---------------------------------------------------
+
+    def list_kernels(self) -> list[Kernel]:
+        return self._models(Kernel, self._json("GET", "api/kernels"))
+
+    def get_kernel(self, kernel_id: str) -> Kernel:
+        return self._model(Kernel, self._json("GET", _kernel_path(kernel_id), kernel_id=kernel_id))
+
+    def list_sessions(self) -> list[Session]:
+        return self._models(Session, self._json("GET", "api/sessions"))
+
+    def list_kernelspecs(self) -> KernelSpecs:
+        return self._model(KernelSpecs, self._json("GET", "api/kernelspecs"))
+
+    def server_version(self) -> tuple[int, ...] | None:
+        """The jupyter_server version from ``GET api``, or None when it does not say."""
+        body = self._json("GET", "api")
+        version = body.get("version") if isinstance(body, dict) else None
+        if not isinstance(version, str):
+            return None
+        numbers = re.findall(r"\d+", version)[:3]
+        return tuple(int(n) for n in numbers) or None
+
+    def accepts_kernel_id(self) -> bool:
+        """Whether ``POST api/kernels`` honours a client-chosen ``kernel_id``."""
+        version = self.server_version()
+        return version is not None and version[:2] >= KERNEL_ID_START_VERSION
+
+    # -- the write operations --------------------------------------------------
+
+    def start_kernel(
+        self, name: str = "python3", *, path: str | None = None, kernel_id: str | None = None
+    ) -> Kernel:
+        """Start a kernel of spec *name*, in *path* (relative to the server root).
+
+        With *kernel_id* (jupyter_server >= 2.21), starting an id that already
+        runs returns that kernel and starts nothing, so the call is safe to repeat.
+        """
+        body: dict[str, Any] = {"name": name}
+        if path is not None:
+            body["path"] = path
+        if kernel_id is not None:
+            body["kernel_id"] = kernel_id
+        try:
+            data = self._json("POST", "api/kernels", json=body)
+        except ServerError as e:
+            if e.status == 500:
+                self._raise_if_unknown_spec(name, e)
+            raise
+        return self._model(Kernel, data)
+
+    def restart_kernel(self, kernel_id: str) -> Kernel:
+        path = _kernel_path(kernel_id) + "/restart"
+        try:
+            data = self._json(
+                "POST", path, kernel_id=kernel_id, read_timeout=self.timeouts.restart
+            )
+        except ServerError as e:
+            if e.status == 500:
+                self.get_kernel(kernel_id)  # raises KernelNotFound when it is gone
+            raise
+        return self._model(Kernel, data)
+
+    def interrupt_kernel(self, kernel_id: str) -> None:
+        self._request("POST", _kernel_path(kernel_id) + "/interrupt", kernel_id=kernel_id)
+
+    def shutdown_kernel(self, kernel_id: str) -> None:
+        self._request("DELETE", _kernel_path(kernel_id), kernel_id=kernel_id)
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def _raise_if_unknown_spec(self, name: str, cause: ServerError) -> None:
+        try:
+            specs = self.list_kernelspecs().names
+        except ClientError:
+            return
+        if name not in specs:
+            raise UnknownKernelSpec(
+                f"unknown kernelspec {name!r}; the server has: {', '.join(specs) or 'none'}",
+                server=self.server,
+                spec=name,
+                available=specs,
+            ) from cause
+
+    def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        kernel_id: str | None = None,
+        json: dict[str, Any] | None = None,
+        read_timeout: float | None = None,
+    ) -> Any:
+        response = self._request(
+            method, path, kernel_id=kernel_id, json=json, read_timeout=read_timeout
+        )
+        try:
+            return response.json()
+        except ValueError as e:
+            raise BadResponse(
+                f"{method} {path} answered {_content_type(response)}, not JSON: "
+                f"{self._body(response)!r}; is this a Jupyter server URL?",
+                server=self.server,
+            ) from e
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        kernel_id: str | None = None,
+        json: dict[str, Any] | None = None,
+        read_timeout: float | None = None,
+    ) -> requests.Response:
+        url = self.base_url + path
+        timeout = (self.timeouts.connect, read_timeout or self.timeouts.read)
+        log.debug("%s %s", method, url)
+        checkpoint("before-request")
+        try:
+            response = self._session.request(method, url, json=json, timeout=timeout)
+        except requests.RequestException as e:
+            self._raise_transport(e, method=method, path=path, timeout=timeout)
+        checkpoint("after-request")
+        if response.status_code >= 400:
+            self._raise_status(response, method=method, path=path, kernel_id=kernel_id)
+        return response
+
+    def _raise_transport(
+        self,
+        error: requests.RequestException,
+        *,
+        method: str,
+        path: str,
+        timeout: tuple[float, float],
+    ) -> NoReturn:
+        what = f"{method} {path}"
+        detail = self._clean(_root_cause(error))
+        if isinstance(error, requests.exceptions.SSLError):
+            raise ConnectError(
+                f"TLS verification failed ({detail}); pass --ca-bundle with the server's "
+                "CA certificate, or --insecure to skip verification",
+                server=self.server,
+            ) from error
+        if isinstance(error, requests.exceptions.ConnectTimeout):
+            raise RequestTimeout(
+                f"no connection within {timeout[0]:g}s; is the server up and reachable?",
+                server=self.server,
+            ) from error
+        if isinstance(error, requests.exceptions.Timeout) or isinstance(
+            _retry_reason(error), ReadTimeoutError
+        ):
+            raise RequestTimeout(
+                f"{what} got no answer within {timeout[1]:g}s; the server is overloaded "
+                "or stuck; retry, or raise the timeout",
+                server=self.server,
+            ) from error
+        if isinstance(error, requests.exceptions.ConnectionError) and not _broke_midway(error):
+            raise ConnectError(
+                f"cannot connect ({detail}); is the Jupyter server running at this URL?",
+                server=self.server,
+            ) from error
+        raise ConnectError(
+            f"{what} failed: the connection broke ({detail}); retry",
+            server=self.server,
+        ) from error
+
+    def _raise_status(
+        self, response: requests.Response, *, method: str, path: str, kernel_id: str | None
+    ) -> NoReturn:
+        status = response.status_code
+        message = self._message(response)
+        if status in (401, 403):
+            raise AuthError(
+                f"not authenticated (HTTP {status}); check the token (--token or JUPYTER_TOKEN)",
+                server=self.server,
+            )
+        if status == 404 and kernel_id is not None:
+            raise KernelNotFound(
+                f"no kernel {kernel_id} on the server; list them with 'kernelform kernels list'",
+                server=self.server,
+                kernel_id=kernel_id,
+            )
+        if status == 404:
+            raise ServerError(
+                f"{method} {path} not found (HTTP 404); is the URL (and its path prefix) "
+                "that of a Jupyter server?",
+                server=self.server,
+                status=status,
+            )
+        raise ServerError(
+            f"{method} {path} failed with HTTP {status}: {message}",
+            server=self.server,
+            status=status,
+        )
+
+    def _message(self, response: requests.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            return self._body(response) or response.reason or "no message"
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            return self._clean(body["message"])
+        return self._body(response)
+
+    def _body(self, response: requests.Response) -> str:
+        return self._clean(response.text)
+
+    def _clean(self, text: str) -> str:
+        return shorten(redact(text, [self._token]))
+
+    def _model(self, model: type[M], data: Any) -> M:
+        try:
+            return model.model_validate(data)
+        except ValidationError as e:
+            raise BadResponse(
+                f"unexpected answer shape for {model.__name__}: "
+                f"{self._clean(str(e.errors()[0]['msg']))}",
+                server=self.server,
+            ) from e
+
+    def _models(self, model: type[M], data: Any) -> list[M]:
+        if not isinstance(data, list):
+            raise BadResponse(
+                f"expected a list of {model.__name__} objects, got {type(data).__name__}",
+                server=self.server,
+            )
+        return [self._model(model, item) for item in data]
+
+
+def display_url(url: str) -> str:
+    """The URL without credentials, query or fragment: safe to print."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _normalise(url: str) -> str:
+    url = url.strip()
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _kernel_path(kernel_id: str) -> str:
+    return "api/kernels/" + quote(kernel_id, safe="")
+
+
+def _content_type(response: requests.Response) -> str:
+    return response.headers.get("Content-Type", "no content type").split(";")[0]
+
+
+def _retry_reason(error: BaseException) -> BaseException | None:
+    """What made urllib3 give up, when *error* wraps its ``MaxRetryError``.
+
+    A GET that keeps timing out ends as ``requests.ConnectionError(MaxRetryError(
+    reason=ReadTimeoutError))``, not as ``requests.ReadTimeout``.
+    """
+    inner = error.args[0] if error.args else None
+    return inner.reason if isinstance(inner, MaxRetryError) else None
+
+
+def _broke_midway(error: BaseException) -> bool:
+    """True when the connection was made and then broke (reset, closed) mid-exchange."""
+    cause = _retry_reason(error) or (error.args[0] if error.args else None)
+    return isinstance(cause, ProtocolError)
+
+
+def _root_cause(error: BaseException) -> str:
+    text = str(error)
+    for needles, plain in _CAUSES:
+        if any(needle in text for needle in needles):
+            return plain
+    return type(error).__name__
+
+
+_CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("Connection refused",), "connection refused"),
+    (("Name or service not known", "NameResolution", "nodename nor servname"), "host not found"),
+    (("CERTIFICATE_VERIFY_FAILED", "certificate verify failed"), "certificate not trusted"),
+    (("Connection reset", "ConnectionResetError"), "connection reset by the server"),
+    (("RemoteDisconnected", "Connection aborted"), "the server closed the connection"),
+    (("IncompleteRead", "InvalidChunkLength"), "the answer was cut short"),
+)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

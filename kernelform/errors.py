@@ -1,0 +1,150 @@
+"""Every error kernelform raises on purpose, in one tree.
+
+The CLI turns any ``KernelformError`` into one line on stderr and the exit status
+1; anything else is a bug. Third-party exceptions (requests, ruamel.yaml,
+pydantic, OSError) are converted where they are met, with ``raise ... from e``,
+so that callers only ever need to know this module.
+
+::
+
+    KernelformError
+    ├── ClientError                 talking to one Jupyter server (names it)
+    │   ├── ConnectError            refused, DNS, TLS
+    │   ├── RequestTimeout          no answer within the timeout
+    │   ├── AuthError               401/403: the token is wrong or missing
+    │   ├── KernelNotFound          no such kernel on the server
+    │   ├── UnknownKernelSpec       start asked for a spec the server lacks
+    │   ├── ServerError             any other error status
+    │   └── BadResponse             an answer that is not the JSON expected
+    ├── ManifestError               one or more FILE:LINE:COL problems
+    ├── StateError                  the state file cannot be used
+    │   ├── StateLocked             another run holds the lock
+    │   ├── StateCorrupt            unreadable, foreign or newer state
+    │   └── StateWriteError         could not be saved (recovery file written)
+    └── PlanError                   the plan cannot be made or carried out
+        └── StalePlan               a saved plan no longer matches the world
+
+Messages never contain a token: the client sends it only in a header, and
+``redact`` scrubs any text built from a server's answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+BODY_LIMIT = 200
+
+
+class KernelformError(Exception):
+    """Base of every error kernelform raises on purpose."""
+
+
+class ClientError(KernelformError):
+    """A request to a Jupyter server failed."""
+
+    def __init__(self, message: str, *, server: str) -> None:
+        self.server = server
+        super().__init__(f"{server}: {message}")
+
+
+class ConnectError(ClientError):
+    """The server could not be reached (refused, DNS, TLS)."""
+
+
+class RequestTimeout(ClientError):
+    """The server did not answer in time."""
+
+
+class AuthError(ClientError):
+    """The server refused the token (401 or 403)."""
+
+
+class KernelNotFound(ClientError):
+    """The kernel id does not exist on the server."""
+
+    def __init__(self, message: str, *, server: str, kernel_id: str) -> None:
+        self.kernel_id = kernel_id
+        super().__init__(message, server=server)
+
+
+class UnknownKernelSpec(ClientError):
+    """A start asked for a kernelspec the server does not have."""
+
+    def __init__(
+        self, message: str, *, server: str, spec: str, available: Sequence[str]
+    ) -> None:
+        self.spec = spec
+        self.available = tuple(available)
+        super().__init__(message, server=server)
+
+
+class ServerError(ClientError):
+    """The server answered with an error status not covered above."""
+
+    def __init__(self, message: str, *, server: str, status: int) -> None:
+        self.status = status
+        super().__init__(message, server=server)
+
+
+class BadResponse(ClientError):
+    """The server answered, but not with the JSON the API promises."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located problem in a manifest."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+
+
+class ManifestError(KernelformError):
+    """The manifest is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class StateError(KernelformError):
+    """The state cannot be read, written or locked."""
+
+
+class StateLocked(StateError):
+    """Another kernelform run holds the state lock."""
+
+
+class StateCorrupt(StateError):
+    """The state file is unreadable, foreign, or from a newer kernelform."""
+
+
+class StateWriteError(StateError):
+    """The state could not be written; a recovery file holds what is known."""
+
+
+class PlanError(KernelformError):
+    """The plan cannot be made or carried out."""
+
+
+class StalePlan(PlanError):
+    """A saved plan no longer matches the state, manifest or servers."""
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every non-empty secret in *text* with ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def shorten(text: str, limit: int = BODY_LIMIT) -> str:
+    """Cut *text* to one line of at most *limit* characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
