@@ -1,0 +1,78 @@
+"""Facts: what each Jupyter server reports, read once per plan.
+
+Reading (I/O) is kept apart from planning: ``gather_facts`` asks every server
+for its kernels, sessions and kernelspecs, all servers in parallel, and hands
+the planner plain frozen ``LiveServer`` objects. The planner never does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from kernelform.client import JupyterClient
+from kernelform.models import Kernel, Session
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    """One server's kernels (by id), sessions and kernelspec names."""
+
+    name: str
+    kernels: Mapping[str, Kernel] = field(default_factory=dict)
+    sessions: tuple[Session, ...] = ()
+    specs: tuple[str, ...] = ()
+    accepts_kernel_id: bool = False
+
+    def sessions_of(self, kernel_id: str) -> tuple[str, ...]:
+        """The paths (notebooks) of the sessions attached to *kernel_id*."""
+        return tuple(s.path or s.name or s.id for s in self.sessions if s.kernel_id == kernel_id)
+
+    def in_use(self, kernel_id: str) -> bool:
+        """A kernel is in use when a session holds it or a client is connected."""
+        kernel = self.kernels.get(kernel_id)
+        connected = kernel is not None and kernel.connections > 0
+        return connected or bool(self.sessions_of(kernel_id))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kernels": [k.model_dump(mode="json") for k in self.kernels.values()],
+            "sessions": [s.model_dump(mode="json") for s in self.sessions],
+            "specs": list(self.specs),
+            "accepts_kernel_id": self.accepts_kernel_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LiveServer:
+        kernels = [Kernel.model_validate(k) for k in data.get("kernels", [])]
+        return cls(
+            name=data["name"],
+            kernels={k.id: k for k in kernels},
+            sessions=tuple(Session.model_validate(s) for s in data.get("sessions", [])),
+            specs=tuple(data.get("specs", [])),
+            accepts_kernel_id=bool(data.get("accepts_kernel_id", False)),
+        )
+
+
+def read_server(name: str, client: JupyterClient) -> LiveServer:
+    """Read one server: kernels, sessions, kernelspecs and its version."""
+    kernels = client.list_kernels()
+    return LiveServer(
+        name=name,
+        kernels={k.id: k for k in kernels},
+        sessions=tuple(client.list_sessions()),
+        specs=tuple(client.list_kernelspecs().names),
+        accepts_kernel_id=client.accepts_kernel_id(),
+    )
+
+
+def gather_facts(clients: Mapping[str, JupyterClient]) -> dict[str, LiveServer]:
+    """Read every server in parallel; the first error (by server name) is raised."""
+    if not clients:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(len(clients), 16)) as pool:
+        futures = {name: pool.submit(read_server, name, c) for name, c in clients.items()}
+        return {name: futures[name].result() for name in sorted(futures)}

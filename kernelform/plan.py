@@ -1,0 +1,249 @@
+"""The plan as plain data: what apply will do, and why.
+
+A plan is a tuple of frozen ``Change`` objects (one server action each) plus
+``StateUpdate``s that only touch kernelform's own records (an address that
+moved, a start that must be confirmed, a gone kernel to forget). Renderers,
+the executor, saved plan files and the tests all consume the same objects
+through ``to_dict``/``from_dict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from kernelform.errors import PlanError
+
+FORMAT_VERSION = "1"
+DEPOSED_SUFFIX = "~deposed"
+
+
+class Action(str, Enum):
+    """What a change does to a kernel on its server."""
+
+    START = "start"
+    RESTART = "restart"
+    REPLACE = "replace"
+    SHUTDOWN = "shutdown"
+    INTERRUPT = "interrupt"
+
+
+class UpdateKind(str, Enum):
+    """What a state-only update does to kernelform's records."""
+
+    MOVE = "move"
+    CONFIRM = "confirm"
+    FORGET = "forget"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One action on one kernel, with the reason it is needed.
+
+    ``kernel_id`` is the live kernel acted on (None for a start). ``spec``,
+    ``cwd`` and ``revision`` describe the kernel as it will be afterwards (for a
+    shutdown: as it is). ``blocked`` changes touch a kernel in use and are only
+    carried out with ``--force``; ``sessions`` names what uses it.
+    ``old_server`` is set when a replace moves the kernel to another server.
+    """
+
+    address: str
+    server: str
+    action: Action
+    reason: str
+    kernel_id: str | None = None
+    spec: str | None = None
+    cwd: str | None = None
+    revision: str | None = None
+    blocked: bool = False
+    sessions: tuple[str, ...] = ()
+    managed: bool = True
+    old_server: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "server": self.server,
+            "action": self.action.value,
+            "reason": self.reason,
+            "kernel_id": self.kernel_id,
+            "spec": self.spec,
+            "cwd": self.cwd,
+            "revision": self.revision,
+            "blocked": self.blocked,
+            "sessions": list(self.sessions),
+            "managed": self.managed,
+            "old_server": self.old_server,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Change:
+        return cls(
+            address=data["address"],
+            server=data["server"],
+            action=Action(data["action"]),
+            reason=data["reason"],
+            kernel_id=data.get("kernel_id"),
+            spec=data.get("spec"),
+            cwd=data.get("cwd"),
+            revision=data.get("revision"),
+            blocked=bool(data.get("blocked", False)),
+            sessions=tuple(data.get("sessions", ())),
+            managed=bool(data.get("managed", True)),
+            old_server=data.get("old_server"),
+        )
+
+
+@dataclass(frozen=True)
+class StateUpdate:
+    """A change to kernelform's state alone; nothing is sent to a server."""
+
+    kind: UpdateKind
+    address: str
+    detail: str
+    new_address: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "address": self.address,
+            "detail": self.detail,
+            "new_address": self.new_address,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StateUpdate:
+        return cls(
+            kind=UpdateKind(data["kind"]),
+            address=data["address"],
+            detail=data["detail"],
+            new_address=data.get("new_address"),
+        )
+
+
+@dataclass(frozen=True)
+class KernelFact:
+    """What a change relied on about a live kernel, checked again by a saved plan."""
+
+    server: str
+    kernel_id: str
+    spec: str
+    in_use: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "kernel_id": self.kernel_id,
+            "spec": self.spec,
+            "in_use": self.in_use,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one apply will do, and what it was computed from."""
+
+    changes: tuple[Change, ...] = ()
+    updates: tuple[StateUpdate, ...] = ()
+    created_at: datetime | None = None
+    manifest_path: str = ""
+    manifest_digest: str = ""
+    state_lineage: str = ""
+    state_serial: int = 0
+    targets: tuple[str, ...] = ()
+    destroy: bool = False
+    facts: tuple[KernelFact, ...] = field(default=())
+
+    @property
+    def runnable(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if not c.blocked)
+
+    @property
+    def blocked(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.blocked)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    def summary(self) -> dict[str, int]:
+        counts = {action.value: 0 for action in Action}
+        for change in self.runnable:
+            counts[change.action.value] += 1
+        counts["blocked"] = len(self.blocked)
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "changes": [c.to_dict() for c in self.changes],
+            "state_updates": [u.to_dict() for u in self.updates],
+            "summary": self.summary(),
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "destroy": self.destroy,
+            "targets": list(self.targets),
+            "manifest": {"path": self.manifest_path, "digest": self.manifest_digest},
+            "state": {"lineage": self.state_lineage, "serial": self.state_serial},
+            "facts": [f.to_dict() for f in self.facts],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str) -> Plan:
+        """Read a saved plan; any malformation is a ``PlanError`` naming *source*."""
+        version = data.get("format_version") if isinstance(data, Mapping) else None
+        if version != FORMAT_VERSION:
+            raise PlanError(
+                f"{source} is not a kernelform plan of format {FORMAT_VERSION} "
+                f"(format_version: {version!r}); make a new one with 'kernelform plan --out'"
+            )
+        try:
+            created = data.get("created_at")
+            return cls(
+                changes=tuple(Change.from_dict(c) for c in data["changes"]),
+                updates=tuple(StateUpdate.from_dict(u) for u in data.get("state_updates", [])),
+                created_at=datetime.fromisoformat(created) if created else None,
+                manifest_path=data["manifest"]["path"],
+                manifest_digest=data["manifest"]["digest"],
+                state_lineage=data["state"]["lineage"],
+                state_serial=int(data["state"]["serial"]),
+                targets=tuple(data.get("targets", ())),
+                destroy=bool(data.get("destroy", False)),
+                facts=tuple(
+                    KernelFact(
+                        server=f["server"],
+                        kernel_id=f["kernel_id"],
+                        spec=f["spec"],
+                        in_use=bool(f["in_use"]),
+                    )
+                    for f in data.get("facts", [])
+                ),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise PlanError(
+                f"{source} is a damaged plan file ({type(e).__name__}: {e}); "
+                "make a new one with 'kernelform plan --out'"
+            ) from e
+
+
+def matches_target(address: str, targets: Sequence[str]) -> bool:
+    """``etl`` targets ``etl`` and every ``etl[i]``; ``etl[1]`` only itself."""
+    if not targets:
+        return True
+    return any(address == t or address.startswith(t + "[") for t in targets)
+
+
+def deposed(address: str) -> str:
+    """Where a replace keeps the old kernel until the new one runs."""
+    return address + DEPOSED_SUFFIX
+
+
+def is_deposed(address: str) -> bool:
+    return address.endswith(DEPOSED_SUFFIX)
+
+
+def base_address(address: str) -> str:
+    """``etl[1]~deposed`` → ``etl[1]``."""
+    return address.removesuffix(DEPOSED_SUFFIX)
