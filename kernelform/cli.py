@@ -1,0 +1,682 @@
+"""The command line: a thin click layer over the library.
+
+Options become settings objects, the library does the work, output goes
+through ``emit``/``emit_json``, and exit statuses are decided in ``main`` alone:
+
+====  ==========================================================
+ 0    success (with ``--detailed-exitcode``: no changes)
+ 1    an error (one line on stderr, never a traceback)
+ 2    ``--detailed-exitcode`` only: the plan has changes
+ 3    ``apply``/``destroy``: done, but blocked changes remain
+130   interrupted (Ctrl-C)
+====  ==========================================================
+
+Usage errors exit 1 too, so that 2 can only ever mean "changes present".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from kernelform import __version__
+
+if TYPE_CHECKING:
+    from kernelform.client import JupyterClient
+    from kernelform.facts import LiveServer
+    from kernelform.plan import Plan as KfPlan
+    from kernelform.render import Line, Segment
+    from kernelform.state import State
+    from kernelform.workspace import Workspace
+
+DEFAULT_MANIFEST = "kernelform.yaml"
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+EXIT_BLOCKED = 3
+EXIT_INTERRUPTED = 130
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Exit(Exception):
+    """Raised by a command to end with a given status after its output."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        super().__init__(code)
+
+
+def emit(text: str = "", *, err: bool = False) -> None:
+    click.echo(text, err=err)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def warn(text: str) -> None:
+    click.echo(f"Warning: {text}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="kernelform")
+def cli() -> None:
+    """Jupyter kernels as config: declare kernels in YAML, plan and apply them."""
+
+
+# -- kernels: the raw operations ---------------------------------------------------
+
+
+def server_options(command: F) -> F:
+    """--server/--token and the transport options shared by every raw command."""
+    options = [
+        click.option(
+            "--server",
+            envvar="JUPYTER_URL",
+            default="http://localhost:8888",
+            show_default=True,
+            help="Jupyter server URL, with its path prefix if any [env: JUPYTER_URL].",
+        ),
+        click.option(
+            "--token",
+            envvar="JUPYTER_TOKEN",
+            default="",
+            show_default=False,
+            help="API token [env: JUPYTER_TOKEN]. Sent only in the Authorization header.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0.1),
+            default=30.0,
+            show_default=True,
+            help="Seconds to wait for each answer.",
+        ),
+        click.option(
+            "--ca-bundle",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="CA certificate bundle to verify the server's TLS certificate.",
+        ),
+        click.option("--insecure", is_flag=True, help="Skip TLS certificate verification."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def open_client(
+    *, server: str, token: str, timeout: float, ca_bundle: str | None, insecure: bool
+) -> JupyterClient:
+    from kernelform.client import JupyterClient, Timeouts
+
+    verify: bool | str = False if insecure else (ca_bundle or True)
+    client = JupyterClient(
+        server, token, timeouts=Timeouts(read=timeout, restart=max(timeout, 90.0)), verify=verify
+    )
+    if client.sends_token_in_clear:
+        warn(f"the token is sent over plain http to {client.server}; use https")
+    return client
+
+
+def raw_command(function: Callable[..., Any]) -> Callable[..., None]:
+    """Turn ``function(client, **args) -> JSON-able`` into a ``kernels`` subcommand."""
+
+    @server_options
+    @wraps(function)
+    def command(
+        server: str, token: str, timeout: float, ca_bundle: str | None, insecure: bool, **args: Any
+    ) -> None:
+        with open_client(
+            server=server, token=token, timeout=timeout, ca_bundle=ca_bundle, insecure=insecure
+        ) as client:
+            emit_json(function(client, **args))
+
+    return command
+
+
+@cli.group()
+def kernels() -> None:
+    """Raw kernel operations on one server; output is always JSON."""
+
+
+@kernels.command("list")
+@raw_command
+def kernels_list(client: JupyterClient) -> Any:
+    """List the running kernels."""
+    return [kernel.to_dict() for kernel in client.list_kernels()]
+
+
+@kernels.command("start")
+@click.option("--name", default="python3", show_default=True, help="Kernelspec name.")
+@click.option("--path", default=None, help="Working dir, relative to the server root.")
+@raw_command
+def kernels_start(client: JupyterClient, name: str, path: str | None) -> Any:
+    """Start a kernel."""
+    return client.start_kernel(name, path=path).to_dict()
+
+
+@kernels.command("restart")
+@click.argument("kernel_id")
+@raw_command
+def kernels_restart(client: JupyterClient, kernel_id: str) -> Any:
+    """Restart a kernel in place (same id)."""
+    return client.restart_kernel(kernel_id).to_dict()
+
+
+@kernels.command("interrupt")
+@click.argument("kernel_id")
+@raw_command
+def kernels_interrupt(client: JupyterClient, kernel_id: str) -> Any:
+    """Interrupt what a kernel is running."""
+    client.interrupt_kernel(kernel_id)
+    return None
+
+
+@kernels.command("shutdown")
+@click.argument("kernel_id")
+@raw_command
+def kernels_shutdown(client: JupyterClient, kernel_id: str) -> Any:
+    """Shut a kernel down."""
+    client.shutdown_kernel(kernel_id)
+    return None
+
+
+@kernels.command("sessions")
+@raw_command
+def kernels_sessions(client: JupyterClient) -> Any:
+    """List the sessions (which notebook uses which kernel)."""
+    return [session.to_dict() for session in client.list_sessions()]
+
+
+@kernels.command("specs")
+@raw_command
+def kernels_specs(client: JupyterClient) -> Any:
+    """List the kernelspecs the server offers."""
+    return client.list_kernelspecs().to_dict()
+
+
+# -- kernels as config ------------------------------------------------------------
+
+
+def parse_lock_timeout(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    from kernelform.manifest import parse_duration
+
+    if value in ("0", "0s"):
+        return 0.0
+    try:
+        return (
+            float(value)
+            if value.replace(".", "", 1).isdigit()
+            else (parse_duration(value).total_seconds())
+        )
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
+
+
+def workspace_options(command: F) -> F:
+    """-f/--file, --state, --lock-timeout and --no-color, shared by manifest commands."""
+    options = [
+        click.option(
+            "-f",
+            "--file",
+            "manifest",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=DEFAULT_MANIFEST,
+            show_default=True,
+            envvar="KERNELFORM_FILE",
+            help="The manifest [env: KERNELFORM_FILE].",
+        ),
+        click.option(
+            "--state",
+            "state_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="State file [default: .kernelform/state.json next to the manifest].",
+        ),
+        click.option(
+            "--lock-timeout",
+            default="0s",
+            callback=parse_lock_timeout,
+            show_default=True,
+            help="How long to wait for the state lock (e.g. 60s, 5m).",
+        ),
+        click.option("--no-color", is_flag=True, help="No colour (also: NO_COLOR, or a pipe)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def plan_options(command: F) -> F:
+    """--target, --force and --parallelism, shared by plan, apply and destroy."""
+    options = [
+        click.option(
+            "-t",
+            "--target",
+            "targets",
+            multiple=True,
+            help="Limit to this address (repeatable); 'etl' covers etl[0], etl[1], ...",
+        ),
+        click.option(
+            "--force",
+            is_flag=True,
+            help="Include restarts, replaces and shutdowns of kernels in use.",
+        ),
+        click.option(
+            "--parallelism",
+            type=click.IntRange(min=1, max=256),
+            default=10,
+            show_default=True,
+            help="How many actions run at once.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+class Printer:
+    """The one place that writes human output, in colour or not."""
+
+    def __init__(self, *, no_color: bool) -> None:
+        self.color = not no_color and not os.environ.get("NO_COLOR")
+
+    def lines(self, lines: Iterable[Line], *, err: bool = False) -> None:
+        for parts in lines:
+            click.echo("".join(self._style(p) for p in parts), err=err, color=None)
+
+    def _style(self, segment: Segment) -> str:
+        if not self.color or segment.style is None:
+            return segment.text
+        style = segment.style.value
+        if style == "bold":
+            return click.style(segment.text, bold=True)
+        if style == "dim":
+            return click.style(segment.text, dim=True)
+        return click.style(segment.text, fg=style)
+
+
+def open_workspace(
+    *,
+    manifest: Path,
+    state_path: Path | None,
+    lock_timeout: float,
+    targets: tuple[str, ...] = (),
+    force: bool = False,
+    parallelism: int = 10,
+) -> Workspace:
+    from kernelform.workspace import Settings, Workspace
+
+    settings = Settings(
+        manifest_path=manifest,
+        state_path=state_path,
+        lock_timeout=lock_timeout,
+        targets=targets,
+        force=force,
+        parallelism=parallelism,
+    )
+    return Workspace(settings)
+
+
+def warn_clear_text(workspace: Workspace) -> None:
+    for server in workspace.clear_text_servers():
+        warn(f"the token for {server} is sent over plain http; use https")
+
+
+@cli.command()
+@workspace_options
+def validate(manifest: Path, state_path: Path | None, lock_timeout: float, no_color: bool) -> None:
+    """Check the manifest without contacting any server."""
+    from kernelform.manifest import load_manifest
+
+    loaded = load_manifest(manifest)
+    addresses = len(loaded.desired())
+    emit(
+        f"{manifest}: valid ({len(loaded.servers)} server(s), {len(loaded.kernels)} kernel(s), "
+        f"{addresses} address(es))."
+    )
+
+
+@cli.command()
+@workspace_options
+@plan_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON document.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Save the plan to this file, for 'kernelform apply FILE'.",
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 for no changes, 1 for an error, 2 when there are changes.",
+)
+def plan(
+    manifest: Path,
+    state_path: Path | None,
+    lock_timeout: float,
+    no_color: bool,
+    targets: tuple[str, ...],
+    force: bool,
+    parallelism: int,
+    as_json: bool,
+    out: Path | None,
+    detailed_exitcode: bool,
+) -> None:
+    """Show what apply would change, and why."""
+    from kernelform.render import render_plan
+
+    printer = Printer(no_color=no_color)
+    with open_workspace(
+        manifest=manifest,
+        state_path=state_path,
+        lock_timeout=lock_timeout,
+        targets=targets,
+        force=force,
+        parallelism=parallelism,
+    ) as workspace:
+        warn_clear_text(workspace)
+        with workspace.locked("plan"):
+            computed, _, _ = workspace.plan()
+    if out is not None:
+        save_plan(computed, out)
+    if as_json:
+        emit_json(computed.to_dict())
+    else:
+        printer.lines(render_plan(computed))
+        if out is not None:
+            emit(f"\nSaved the plan to {out}; run 'kernelform apply {out}' to carry it out.")
+    if detailed_exitcode and computed.has_changes:
+        raise Exit(EXIT_CHANGES)
+
+
+def save_plan(computed: KfPlan, out: Path) -> None:
+    from kernelform.errors import PlanError
+
+    try:
+        out.write_text(json.dumps(computed.to_dict(), indent=2) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise PlanError(f"cannot save the plan to {out}: {e.strerror or e}") from e
+
+
+def load_plan(path: Path) -> KfPlan:
+    from kernelform.errors import PlanError
+    from kernelform.plan import Plan
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise PlanError(f"cannot read the plan {path}: {e.strerror or e}") from e
+    except ValueError as e:
+        raise PlanError(f"{path} is not a kernelform plan (not JSON: {e})") from e
+    return Plan.from_dict(data, source=str(path))
+
+
+def confirm(question: str, *, auto_approve: bool) -> None:
+    if auto_approve:
+        return
+    if not sys.stdin.isatty():
+        raise click.UsageError(
+            "no terminal to ask for confirmation; pass --auto-approve to apply without asking"
+        )
+    emit(question)
+    answer = click.prompt("  Only 'yes' will be accepted", default="", show_default=False)
+    if answer.strip() != "yes":
+        emit("Apply cancelled; nothing was changed.")
+        raise Exit(EXIT_ERROR)
+
+
+def carry_out(
+    workspace: Workspace,
+    computed: KfPlan,
+    *,
+    live: dict[str, LiveServer],
+    state: State,
+    printer: Printer,
+) -> None:
+    """Apply *computed*, report as each action ends, and end with the right status."""
+    from kernelform.executor import Report
+    from kernelform.render import outcome_line, render_report
+
+    if not computed.runnable:
+        if computed.updates:
+            workspace.apply(computed, live=live, state=state, on_outcome=lambda o: None)
+        if computed.blocked:
+            printer.lines(render_report(Report(outcomes=(), blocked=computed.blocked)))
+            raise Exit(EXIT_BLOCKED)
+        emit("Nothing to do.")
+        return
+    emit()
+    report = workspace.apply(
+        computed,
+        live=live,
+        state=state,
+        on_outcome=lambda outcome: printer.lines([outcome_line(outcome)]),
+    )
+    printer.lines(render_report(report))
+    if report.failed:
+        raise Exit(EXIT_ERROR)
+    if report.blocked:
+        raise Exit(EXIT_BLOCKED)
+
+
+@cli.command()
+@workspace_options
+@plan_options
+@click.option("--auto-approve", is_flag=True, help="Apply without asking for 'yes'.")
+@click.argument("plan_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def apply(
+    manifest: Path,
+    state_path: Path | None,
+    lock_timeout: float,
+    no_color: bool,
+    targets: tuple[str, ...],
+    force: bool,
+    parallelism: int,
+    auto_approve: bool,
+    plan_file: Path | None,
+) -> None:
+    """Make the servers match the manifest (or carry out a saved PLAN_FILE)."""
+    from kernelform.render import render_plan
+
+    printer = Printer(no_color=no_color)
+    saved = load_plan(plan_file) if plan_file is not None else None
+    if saved is not None and manifest == Path(DEFAULT_MANIFEST) and saved.manifest_path:
+        manifest = Path(saved.manifest_path)
+    with open_workspace(
+        manifest=manifest,
+        state_path=state_path,
+        lock_timeout=lock_timeout,
+        targets=saved.targets if saved else targets,
+        force=force,
+        parallelism=parallelism,
+    ) as workspace:
+        warn_clear_text(workspace)
+        with workspace.locked("apply"):
+            if saved is not None:
+                live, state = workspace.check_saved(saved)
+                computed = saved
+            else:
+                computed, live, state = workspace.plan(destroy=False)
+                printer.lines(render_plan(computed))
+                if computed.runnable:
+                    emit()
+                    confirm("Do you want to perform these actions?", auto_approve=auto_approve)
+            carry_out(workspace, computed, live=live, state=state, printer=printer)
+
+
+@cli.command()
+@workspace_options
+@plan_options
+@click.option("--auto-approve", is_flag=True, help="Destroy without asking for 'yes'.")
+def destroy(
+    manifest: Path,
+    state_path: Path | None,
+    lock_timeout: float,
+    no_color: bool,
+    targets: tuple[str, ...],
+    force: bool,
+    parallelism: int,
+    auto_approve: bool,
+) -> None:
+    """Shut down every kernel kernelform manages, and empty the state."""
+    from kernelform.render import render_plan
+
+    printer = Printer(no_color=no_color)
+    with open_workspace(
+        manifest=manifest,
+        state_path=state_path,
+        lock_timeout=lock_timeout,
+        targets=targets,
+        force=force,
+        parallelism=parallelism,
+    ) as workspace:
+        warn_clear_text(workspace)
+        with workspace.locked("destroy"):
+            computed, live, state = workspace.plan(destroy=True)
+            printer.lines(render_plan(computed))
+            if computed.runnable:
+                emit()
+                confirm("Do you really want to shut down these kernels?", auto_approve=auto_approve)
+            carry_out(workspace, computed, live=live, state=state, printer=printer)
+
+
+@cli.command("import")
+@workspace_options
+@click.argument("address")
+@click.argument("kernel_id")
+def import_(
+    manifest: Path,
+    state_path: Path | None,
+    lock_timeout: float,
+    no_color: bool,
+    address: str,
+    kernel_id: str,
+) -> None:
+    """Adopt the running kernel KERNEL_ID for the declared ADDRESS."""
+    with (
+        open_workspace(
+            manifest=manifest, state_path=state_path, lock_timeout=lock_timeout
+        ) as workspace,
+        workspace.locked("import"),
+    ):
+        resource = workspace.import_kernel(address, kernel_id)
+    emit(f"Imported kernel {resource.kernel_id} as {resource.address}.")
+
+
+@cli.command("force-unlock")
+@workspace_options
+def force_unlock(
+    manifest: Path, state_path: Path | None, lock_timeout: float, no_color: bool
+) -> None:
+    """Remove a state lock left behind by a dead process."""
+    workspace = open_workspace(manifest=manifest, state_path=state_path, lock_timeout=0)
+    removed = workspace.store.force_unlock()
+    if removed is None:
+        emit(f"The state at {workspace.store.location} is not locked.")
+    else:
+        emit(f"Removed the lock {removed.describe()}.")
+
+
+@cli.group()
+def state() -> None:
+    """Inspect and edit what kernelform remembers (no kernel is touched)."""
+
+
+@state.command("list")
+@workspace_options
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of objects.")
+def state_list(
+    manifest: Path, state_path: Path | None, lock_timeout: float, no_color: bool, as_json: bool
+) -> None:
+    """List the kernels kernelform manages."""
+    workspace = open_workspace(manifest=manifest, state_path=state_path, lock_timeout=0)
+    resources = list(workspace.store.read().resources.values())
+    rows = [
+        {"address": r.address, "server": r.server, "kernel_id": r.kernel_id, "spec": r.spec}
+        for r in resources
+    ]
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        emit(f"{row['address']:<24} {row['server']:<12} {row['kernel_id']}  {row['spec']}")
+
+
+@state.command("show")
+@workspace_options
+@click.argument("address")
+def state_show(
+    manifest: Path, state_path: Path | None, lock_timeout: float, no_color: bool, address: str
+) -> None:
+    """Show everything recorded for ADDRESS, as JSON."""
+    from kernelform.errors import StateError
+
+    workspace = open_workspace(manifest=manifest, state_path=state_path, lock_timeout=0)
+    resources = workspace.store.read().resources
+    if address not in resources:
+        raise StateError(f"{address} is not in the state; see 'kernelform state list'")
+    emit_json(resources[address].to_dict())
+
+
+@state.command("rm")
+@workspace_options
+@click.argument("addresses", nargs=-1, required=True)
+def state_rm(
+    manifest: Path,
+    state_path: Path | None,
+    lock_timeout: float,
+    no_color: bool,
+    addresses: tuple[str, ...],
+) -> None:
+    """Forget ADDRESSES without shutting their kernels down."""
+    workspace = open_workspace(manifest=manifest, state_path=state_path, lock_timeout=lock_timeout)
+    with workspace.locked("state rm"):
+        removed = workspace.forget(addresses)
+    for resource in removed:
+        emit(f"Removed {resource.address} (kernel {resource.kernel_id} keeps running).")
+
+
+# -- entry point -------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and decide the exit status; the only place that does."""
+    from kernelform.errors import KernelformError
+
+    try:
+        cli.main(args=argv, prog_name="kernelform", standalone_mode=False)
+    except Exit as e:
+        sys.exit(e.code)
+    except KernelformError as e:
+        for line in str(e).splitlines() or [type(e).__name__]:
+            emit(f"Error: {line}", err=True)
+        sys.exit(EXIT_ERROR)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(EXIT_ERROR)
+    except (click.Abort, KeyboardInterrupt):
+        emit("Interrupted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as e:
+        if os.environ.get("KERNELFORM_DEBUG"):
+            raise
+        emit(
+            f"Error: internal error ({type(e).__name__}: {e}); this is a bug in kernelform, "
+            "please report it (KERNELFORM_DEBUG=1 shows the traceback)",
+            err=True,
+        )
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_OK)

@@ -1,0 +1,186 @@
+"""Renderers: plans, apply progress and reports as lines for people, or JSON.
+
+Human output is Terraform-like: one block per change under a symbol, then a
+summary line. Lines are returned as styled segments, not strings, so that this
+module stays free of terminal concerns: the CLI decides whether to colour them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from kernelform.executor import Outcome, Report
+from kernelform.plan import Action, Change, Plan, StateUpdate, UpdateKind
+
+
+class Style(str, Enum):
+    GREEN = "green"
+    RED = "red"
+    YELLOW = "yellow"
+    CYAN = "cyan"
+    MAGENTA = "magenta"
+    BOLD = "bold"
+    DIM = "dim"
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    style: Style | None = None
+
+
+Line = tuple[Segment, ...]
+
+SYMBOLS: dict[Action, tuple[str, Style]] = {
+    Action.START: ("+", Style.GREEN),
+    Action.SHUTDOWN: ("-", Style.RED),
+    Action.RESTART: ("~", Style.YELLOW),
+    Action.REPLACE: ("-/+", Style.MAGENTA),
+    Action.INTERRUPT: ("!", Style.CYAN),
+}
+
+VERBS: dict[Action, str] = {
+    Action.START: "started",
+    Action.SHUTDOWN: "shut down",
+    Action.RESTART: "restarted",
+    Action.REPLACE: "replaced",
+    Action.INTERRUPT: "interrupted",
+}
+
+SUMMARY_WORDS: dict[Action, str] = {
+    Action.START: "to start",
+    Action.RESTART: "to restart",
+    Action.REPLACE: "to replace",
+    Action.SHUTDOWN: "to shut down",
+    Action.INTERRUPT: "to interrupt",
+}
+
+
+def line(*parts: str | Segment) -> Line:
+    return tuple(p if isinstance(p, Segment) else Segment(p) for p in parts)
+
+
+def render_plan(plan: Plan) -> list[Line]:
+    """The plan for people: updates, one block per change, and a summary."""
+    lines: list[Line] = []
+    for update in plan.updates:
+        lines.append(_update_line(update))
+    if not plan.has_changes:
+        if lines:
+            lines.append(line())
+        lines.append(line(Segment("No changes.", Style.BOLD), " The kernels match the manifest."))
+        return lines
+    if lines:
+        lines.append(line())
+    lines.append(line("kernelform will perform the following actions:"))
+    legend = [f"{SYMBOLS[a][0]} {a.value}" for a in Action]
+    lines.append(line(Segment("  (" + ", ".join(legend) + ")", Style.DIM)))
+    for change in plan.changes:
+        lines.append(line())
+        lines.extend(_change_block(change))
+    lines.append(line())
+    lines.append(summary_line(plan))
+    return lines
+
+
+def _update_line(update: StateUpdate) -> Line:
+    if update.kind is UpdateKind.MOVE:
+        return line(Segment(f"# {update.address} has moved to {update.new_address}", Style.DIM))
+    if update.kind is UpdateKind.CONFIRM:
+        return line(Segment(f"# {update.address}: {update.detail}; recorded", Style.DIM))
+    return line(Segment(f"# {update.address}: {update.detail}; forgotten", Style.DIM))
+
+
+def _change_block(change: Change) -> list[Line]:
+    symbol, style = SYMBOLS[change.action]
+    title = f"  # {change.address} will be {VERBS[change.action]}"
+    if change.blocked:
+        title = f"  # {change.address} is BLOCKED ({VERBS[change.action]} with --force)"
+    block = [
+        line(Segment(title, Style.BOLD), Segment(f": {change.reason}", Style.DIM)),
+        line(Segment(f"  {symbol:>3} ", style), Segment(change.address, Style.BOLD)),
+    ]
+    fields: list[tuple[str, str | None]] = [
+        (
+            "server",
+            change.server if not change.old_server else f"{change.old_server} → {change.server}",
+        ),
+        ("kernel", change.kernel_id),
+        ("spec", change.spec),
+        ("cwd", change.cwd),
+        ("revision", change.revision),
+    ]
+    for name, value in fields:
+        if value is not None:
+            block.append(line(f"        {name:<9}{value}"))
+    if change.sessions:
+        block.append(line(Segment(f"        in use by {', '.join(change.sessions)}", Style.YELLOW)))
+    elif change.blocked:
+        block.append(line(Segment("        in use by a connected client", Style.YELLOW)))
+    return block
+
+
+def summary_line(plan: Plan) -> Line:
+    counts = plan.summary()
+    words = ", ".join(f"{counts[a.value]} {SUMMARY_WORDS[a]}" for a in Action)
+    parts: list[str | Segment] = [Segment("Plan:", Style.BOLD), f" {words}."]
+    if counts["blocked"]:
+        parts.append(
+            Segment(f" {counts['blocked']} blocked (in use; --force to include).", Style.YELLOW)
+        )
+    return line(*parts)
+
+
+def outcome_line(outcome: Outcome) -> Line:
+    change = outcome.change
+    symbol, style = SYMBOLS[change.action]
+    head = (Segment(f"{symbol:>3} ", style), Segment(change.address, Style.BOLD))
+    if outcome.ok:
+        return (
+            *head,
+            Segment(
+                f": {VERBS[change.action]} kernel {outcome.kernel_id} in {outcome.seconds:.1f}s"
+            ),
+        )
+    return (*head, Segment(f": {change.action.value} FAILED: {outcome.error}", Style.RED))
+
+
+def render_report(report: Report) -> list[Line]:
+    """The closing summary of an apply: what was done, what failed and why."""
+    done: dict[Action, int] = {a: 0 for a in Action}
+    for outcome in report.succeeded:
+        done[outcome.change.action] += 1
+    words = ", ".join(f"{n} {VERBS[a]}" for a, n in done.items() if n) or "nothing done"
+    lines = [line()]
+    style = Style.RED if report.failed else Style.GREEN
+    lines.append(
+        line(
+            Segment(
+                "Apply complete!" if not report.failed else "Apply finished with errors.", style
+            ),
+            f" {words}; {len(report.failed)} failed; {len(report.blocked)} blocked.",
+        )
+    )
+    for outcome in report.failed:
+        lines.append(
+            line(
+                Segment(
+                    f"  failed: {outcome.change.address} "
+                    f"({outcome.change.action.value}): {outcome.error}",
+                    Style.RED,
+                )
+            )
+        )
+    for change in report.blocked:
+        users = ", ".join(change.sessions) or "a connected client"
+        lines.append(
+            line(
+                Segment(
+                    f"  blocked: {change.address} ({change.action.value}) is in use by {users}; "
+                    "rerun with --force to include it",
+                    Style.YELLOW,
+                )
+            )
+        )
+    return lines

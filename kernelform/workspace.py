@@ -1,0 +1,245 @@
+"""A workspace: one manifest, its state store and a client per server.
+
+This is the library behind ``plan``, ``apply``, ``destroy``, ``import`` and the
+``state`` commands: the CLI turns its options into ``Settings`` and calls these
+methods; they raise ``KernelformError``s and return plain data. Facts are read
+once per run (``refresh``), then handed to the pure planner and the executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+
+from kernelform.client import JupyterClient, Timeouts
+from kernelform.errors import KernelformError, PlanError, StalePlan
+from kernelform.executor import Outcome, Report, execute
+from kernelform.facts import LiveServer, gather_facts
+from kernelform.manifest import Manifest, load_manifest, split_address
+from kernelform.plan import Plan, matches_target
+from kernelform.planner import make_destroy_plan, make_plan
+from kernelform.state import FileStateStore, LockInfo, Resource, State, StateStore
+
+DEFAULT_MANIFEST = "kernelform.yaml"
+STATE_DIR = ".kernelform"
+STATE_FILE = "state.json"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user asked for, independent of how it was asked."""
+
+    manifest_path: Path = Path(DEFAULT_MANIFEST)
+    state_path: Path | None = None
+    lock_timeout: float = 0.0
+    parallelism: int = 10
+    targets: tuple[str, ...] = ()
+    force: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+    @property
+    def resolved_state_path(self) -> Path:
+        if self.state_path is not None:
+            return self.state_path
+        return self.manifest_path.parent / STATE_DIR / STATE_FILE
+
+
+class Workspace:
+    """The manifest, state and servers one command works on."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: StateStore | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.store: StateStore = store or FileStateStore(settings.resolved_state_path)
+        self.clock = clock
+        self._clients: dict[str, JupyterClient] = {}
+
+    @cached_property
+    def manifest(self) -> Manifest:
+        return load_manifest(self.settings.manifest_path)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def locked(self, operation: str) -> Iterator[LockInfo]:
+        with self.store.lock(operation=operation, timeout=self.settings.lock_timeout) as info:
+            yield info
+
+    def client(self, server: str) -> JupyterClient:
+        if server not in self._clients:
+            config = self.manifest.servers[server]
+            self._clients[server] = JupyterClient(
+                config.url,
+                config.token,
+                timeouts=self.settings.timeouts,
+                verify=config.verify,
+                pool_size=max(10, self.settings.parallelism),
+            )
+        return self._clients[server]
+
+    def clear_text_servers(self) -> list[str]:
+        """Servers whose token would cross the network unencrypted."""
+        return [
+            self.client(name).server
+            for name in self.manifest.servers
+            if self.client(name).sends_token_in_clear
+        ]
+
+    def refresh(self, servers: set[str] | None = None) -> dict[str, LiveServer]:
+        """Read the servers this run involves (all declared ones by default)."""
+        names = sorted(servers if servers is not None else self.manifest.servers)
+        return gather_facts({name: self.client(name) for name in names})
+
+    def involved_servers(self, state: State) -> set[str]:
+        """The servers that declared or recorded targets live on."""
+        targets = self.settings.targets
+        servers = {d.server for d in self.manifest.desired() if matches_target(d.address, targets)}
+        servers |= {
+            r.server for r in state.resources.values() if matches_target(r.address, targets)
+        }
+        if not targets:
+            servers |= {name for name, c in self.manifest.servers.items() if c.prune}
+        return {s for s in servers if s in self.manifest.servers}
+
+    def plan(self, *, destroy: bool = False) -> tuple[Plan, dict[str, LiveServer], State]:
+        """Read the state and the servers, and compute the plan."""
+        state = self.store.read()
+        live = self.refresh(self.involved_servers(state))
+        make = make_destroy_plan if destroy else make_plan
+        plan = make(
+            self.manifest,
+            state,
+            live,
+            now=self.clock(),
+            targets=self.settings.targets,
+            force=self.settings.force,
+        )
+        return plan, live, state
+
+    def check_saved(self, plan: Plan) -> tuple[dict[str, LiveServer], State]:
+        """Refuse a saved plan that no longer matches the state, manifest or kernels."""
+        if plan.manifest_digest != self.manifest.digest:
+            raise StalePlan(
+                f"the saved plan is stale: {self.manifest.path} changed since it was made; "
+                "run 'kernelform plan --out' again"
+            )
+        state = self.store.read()
+        same_lineage = plan.state_serial == 0 or plan.state_lineage == state.lineage
+        if not same_lineage or plan.state_serial != state.serial:
+            raise StalePlan(
+                f"the saved plan is stale: the state changed since it was made (serial "
+                f"{plan.state_serial} → {state.serial}); run 'kernelform plan --out' again"
+            )
+        live = self.refresh({c.server for c in plan.changes} | {f.server for f in plan.facts})
+        for fact in plan.facts:
+            server = live.get(fact.server)
+            kernel = server.kernels.get(fact.kernel_id) if server else None
+            if kernel is None or kernel.name != fact.spec:
+                raise StalePlan(
+                    f"the saved plan is stale: kernel {fact.kernel_id} on {fact.server} is gone "
+                    "or changed since it was made; run 'kernelform plan --out' again"
+                )
+            assert server is not None
+            if server.in_use(fact.kernel_id) and not fact.in_use:
+                raise StalePlan(
+                    f"the saved plan is stale: kernel {fact.kernel_id} on {fact.server} is now "
+                    "in use; run 'kernelform plan --out' again"
+                )
+        return live, state
+
+    def apply(
+        self,
+        plan: Plan,
+        *,
+        live: dict[str, LiveServer],
+        state: State,
+        on_outcome: Callable[[Outcome], None],
+    ) -> Report:
+        """Carry out the plan; the state is written after every action."""
+        clients = {name: self.client(name) for name in live}
+        report, _ = execute(
+            plan,
+            clients=clients,
+            live=live,
+            store=self.store,
+            state=state,
+            parallelism=self.settings.parallelism,
+            clock=self.clock,
+            on_outcome=on_outcome,
+        )
+        return report
+
+    def import_kernel(self, address: str, kernel_id: str) -> Resource:
+        """Adopt a running kernel for a declared address."""
+        desired = {d.address: d for d in self.manifest.desired()}
+        item = desired.get(address)
+        if item is None:
+            name, _ = split_address(address)
+            hint = [a for a in desired if a == name or a.startswith(name + "[")]
+            raise KernelformError(
+                f"{address} is not declared in {self.manifest.path}"
+                + (f"; declared: {', '.join(hint)}" if hint else "")
+            )
+        state = self.store.read()
+        if address in state.resources:
+            raise KernelformError(
+                f"{address} is already managed (kernel {state.resources[address].kernel_id}); "
+                f"run 'kernelform state rm {address}' first to import another kernel"
+            )
+        for resource in state.resources.values():
+            if resource.server == item.server and resource.kernel_id == kernel_id:
+                raise KernelformError(
+                    f"kernel {kernel_id} is already managed as {resource.address}"
+                )
+        kernel = self.client(item.server).get_kernel(kernel_id)
+        if kernel.name != item.spec:
+            raise PlanError(
+                f"kernel {kernel_id} runs spec {kernel.name!r} but {address} declares "
+                f"{item.spec!r}; import a kernel of that spec, or change the manifest"
+            )
+        resource = Resource(
+            address=address,
+            server=item.server,
+            kernel_id=kernel.id,
+            spec=item.spec,
+            cwd=item.cwd,
+            revision=item.revision,
+            started_at=self.clock(),
+        )
+        self.store.write(state.with_resource(resource))
+        return resource
+
+    def forget(self, addresses: tuple[str, ...]) -> list[Resource]:
+        """Remove addresses from the state without touching their kernels."""
+        state = self.store.read()
+        missing = [a for a in addresses if a not in state.resources]
+        if missing:
+            raise KernelformError(
+                f"not in the state: {', '.join(missing)}; see 'kernelform state list'"
+            )
+        removed = [state.resources[a] for a in addresses]
+        for address in addresses:
+            state = state.without(address)
+        self.store.write(state)
+        return removed

@@ -1,0 +1,83 @@
+"""Run the real ``kernelform`` command line as a subprocess, as a user would.
+
+Each call is a fresh ``python -m kernelform`` process, so exit statuses,
+stdout/stderr separation and the absence of tracebacks are what a user sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.live_jupyter import JupyterServer
+
+TRACEBACK = "Traceback (most recent call last)"
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+def run(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: float = 120,
+) -> Result:
+    """``kernelform ARGS`` in *cwd*; asserts no traceback ever reaches the user."""
+    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    process = subprocess.run(
+        [sys.executable, "-m", "kernelform", *args],
+        cwd=cwd,
+        env=full_env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    result = Result(process.returncode, process.stdout, process.stderr)
+    assert TRACEBACK not in result.out + result.err, result
+    return result
+
+
+def write_manifest(
+    directory: Path, server: JupyterServer, kernels: str, **server_keys: Any
+) -> Path:
+    """A manifest with one server ``lab`` (the test server) and *kernels* (YAML)."""
+    extra = "".join(f"    {key}: {json.dumps(value)}\n" for key, value in server_keys.items())
+    text = (
+        "servers:\n"
+        "  lab:\n"
+        "    url: ${KF_TEST_URL}\n"
+        "    token: ${KF_TEST_TOKEN}\n"
+        f"{extra}"
+        "kernels:\n"
+        f"{kernels}"
+    )
+    path = directory / "kernelform.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def server_env(server: JupyterServer) -> dict[str, str]:
+    return {"KF_TEST_URL": server.url, "KF_TEST_TOKEN": server.token}
+
+
+def state_of(directory: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        (directory / ".kernelform" / "state.json").read_text(encoding="utf-8")
+    )
+    return data
