@@ -1,0 +1,621 @@
+"""The manifest format: good manifests (table-style), exact error messages and positions,
+variables, durations and addresses. The broken-manifest corpus is test_manifest_corpus.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kernelform.errors import ManifestError, Problem
+from kernelform.manifest import (
+    Desired,
+    KernelDecl,
+    Manifest,
+    ServerConfig,
+    format_duration,
+    load_manifest,
+    parse_duration,
+    parse_manifest,
+    split_address,
+)
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+LAB = "servers:\n  lab:\n    url: http://127.0.0.1:8888\n"
+
+
+def parse(text: str, environ: dict[str, str] | None = None) -> Manifest:
+    return parse_manifest(text, filename="k.yaml", environ={} if environ is None else environ)
+
+
+def problems(text: str, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ManifestError) as info:
+        parse(text, environ)
+    return [str(p) for p in info.value.problems]
+
+
+# --- good manifests -------------------------------------------------------------------------
+
+GOOD: list[tuple[str, str, dict[str, str], list[dict[str, Any]]]] = [
+    (
+        "plain kernel, all defaults",
+        LAB + "kernels:\n  etl:\n    spec: python3\n",
+        {},
+        [
+            dict(
+                address="etl",
+                kernel="etl",
+                index=None,
+                server="lab",
+                spec="python3",
+                cwd=None,
+                revision=None,
+                max_age=None,
+                busy_timeout=None,
+                protect=True,
+            )
+        ],
+    ),
+    (
+        "count expands in order",
+        LAB + "kernels:\n  w:\n    spec: ir\n    count: 3\n",
+        {},
+        [
+            dict(address="w[0]", kernel="w", index=0),
+            dict(address="w[1]", kernel="w", index=1),
+            dict(address="w[2]", kernel="w", index=2),
+        ],
+    ),
+    ("count 0 declares nothing", LAB + "kernels:\n  w: {spec: ir, count: 0}\n", {}, []),
+    (
+        "count 1 is still indexed",
+        LAB + "kernels:\n  w: {spec: ir, count: 1}\n",
+        {},
+        [dict(address="w[0]", index=0)],
+    ),
+    (
+        "declaration order across kernels",
+        LAB + "kernels:\n  b: {spec: x}\n  a: {spec: x, count: 2}\n  c: {spec: x}\n",
+        {},
+        [dict(address="b"), dict(address="a[0]"), dict(address="a[1]"), dict(address="c")],
+    ),
+    (
+        "every setting",
+        LAB + "kernels:\n  etl:\n    spec: python3\n    server: lab\n    cwd: pipelines/etl\n"
+        "    revision: 7\n    max_age: 1d12h\n    busy_timeout: 90s\n    protect: false\n",
+        {},
+        [
+            dict(
+                address="etl",
+                server="lab",
+                cwd="pipelines/etl",
+                revision="7",
+                max_age=timedelta(hours=36),
+                busy_timeout=timedelta(seconds=90),
+                protect=False,
+            )
+        ],
+    ),
+    (
+        "revision int -> str",
+        LAB + "kernels:\n  a: {spec: x, revision: 1}\n",
+        {},
+        [{"revision": "1"}],
+    ),
+    (
+        "revision float kept as written",
+        LAB + "kernels:\n  a: {spec: x, revision: 1.10}\n",
+        {},
+        [{"revision": "1.10"}],
+    ),
+    (
+        "revision date kept as written",
+        LAB + "kernels:\n  a: {spec: x, revision: 2024-01-31}\n",
+        {},
+        [{"revision": "2024-01-31"}],
+    ),
+    (
+        "revision string",
+        LAB + "kernels:\n  a: {spec: x, revision: 'v2 (hotfix)'}\n",
+        {},
+        [{"revision": "v2 (hotfix)"}],
+    ),
+    (
+        "variables with and without defaults",
+        LAB + "kernels:\n  a:\n    spec: ${SPEC}\n    cwd: ${DIR:-work}/${SUB:-x}\n",
+        {"SPEC": "ir", "SUB": "y"},
+        [{"spec": "ir", "cwd": "work/y"}],
+    ),
+    (
+        "an empty variable takes the default",
+        LAB + "kernels:\n  a: {spec: '${SPEC:-python3}'}\n",
+        {"SPEC": ""},
+        [{"spec": "python3"}],
+    ),
+    (
+        "count, protect and durations from variables",
+        LAB + "kernels:\n  a:\n    spec: x\n    count: ${N:-2}\n    protect: ${P:-no}\n"
+        "    max_age: ${AGE:-1h}\n",
+        {"N": "3"},
+        [
+            {"index": 0, "protect": False, "max_age": timedelta(hours=1)},
+            {"index": 1},
+            {"index": 2},
+        ],
+    ),
+    (
+        "$$ is a literal dollar",
+        LAB + "kernels:\n  a: {spec: x, cwd: 'cost$$report/$${NOT_A_VAR}'}\n",
+        {},
+        [{"cwd": "cost$report/${NOT_A_VAR}"}],
+    ),
+    (
+        "empty strings mean unset",
+        LAB + "kernels:\n  a: {spec: x, cwd: '', revision: '${R:-}', server: ''}\n",
+        {},
+        [{"cwd": None, "revision": None, "server": "lab"}],
+    ),
+    (
+        "null settings mean unset",
+        LAB + "kernels:\n  a:\n    spec: x\n    cwd:\n    count: ~\n    max_age: null\n",
+        {},
+        [{"address": "a", "cwd": None, "max_age": None}],
+    ),
+    (
+        "explicit server among several",
+        LAB + "  gpu:\n    url: https://gpu:8443\nkernels:\n  a: {spec: x, server: gpu}\n"
+        "  b: {spec: x, server: lab}\n",
+        {},
+        [{"server": "gpu"}, {"server": "lab"}],
+    ),
+    ("kernels absent", LAB, {}, []),
+    ("kernels null", LAB + "kernels:\n", {}, []),
+    ("kernels empty", LAB + "kernels: {}\n", {}, []),
+    (
+        "names with dots, dashes, underscores",
+        LAB + "kernels:\n  _a.b-c_1: {spec: python3.11}\n",
+        {},
+        [{"address": "_a.b-c_1", "spec": "python3.11"}],
+    ),
+    (
+        "quoted numeric count is accepted",
+        LAB + "kernels:\n  a: {spec: x, count: '2'}\n",
+        {},
+        [{"index": 0}, {"index": 1}],
+    ),
+    (
+        "comments, BOM, CRLF and a document marker",
+        "\ufeff# manifest\r\n---\r\nservers:\r\n  lab: {url: 'http://x'}\r\nkernels:\r\n"
+        "  a: {spec: x}  # trailing\r\n...\r\n",
+        {},
+        [{"address": "a"}],
+    ),
+    (
+        "anchors without aliases are fine",
+        LAB + "kernels:\n  a: &base {spec: x}\n",
+        {},
+        [{"address": "a"}],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "expected"), [g[1:] for g in GOOD], ids=[g[0] for g in GOOD]
+)
+def test_good_manifest(text: str, environ: dict[str, str], expected: list[dict[str, Any]]) -> None:
+    desired = parse(text, environ).desired()
+    assert len(desired) == len(expected)
+    for got, want in zip(desired, expected, strict=True):
+        assert isinstance(got, Desired)
+        assert {key: getattr(got, key) for key in want} == want
+
+
+def test_server_settings() -> None:
+    manifest = parse(
+        "servers:\n"
+        "  a: {url: 'http://a:8888', token: '${TOKEN}', prune: true}\n"
+        "  b: {url: 'https://b/jupyter/', insecure: true}\n"
+        "  c: {url: 'https://c', ca_bundle: certs/ca.pem, prune: 'off'}\n"
+        "  d: {url: 'HTTPS://D:443'}\n",
+        {"TOKEN": "s3cret"},
+    )
+    assert manifest.servers == {
+        "a": ServerConfig(name="a", url="http://a:8888", token="s3cret", prune=True, verify=True),
+        "b": ServerConfig(name="b", url="https://b/jupyter/", token="", prune=False, verify=False),
+        "c": ServerConfig(name="c", url="https://c", token="", prune=False, verify="certs/ca.pem"),
+        "d": ServerConfig(name="d", url="HTTPS://D:443", token="", prune=False, verify=True),
+    }
+    assert "s3cret" not in repr(manifest.servers["a"])
+    assert "s3cret" not in repr(manifest)
+
+
+def test_kernel_decl_and_manifest_fields() -> None:
+    text = LAB + "kernels:\n  etl: {spec: python3, count: 2, revision: 3, max_age: 24h}\n"
+    manifest = parse(text)
+    assert manifest.path == "k.yaml"
+    assert manifest.digest == hashlib.sha256(text.encode()).hexdigest()
+    assert manifest.kernels == {
+        "etl": KernelDecl(
+            name="etl",
+            spec="python3",
+            server="lab",
+            cwd=None,
+            count=2,
+            revision="3",
+            max_age=timedelta(days=1),
+            busy_timeout=None,
+            protect=True,
+        )
+    }
+
+
+def test_results_are_frozen() -> None:
+    manifest = parse(LAB + "kernels:\n  a: {spec: x}\n")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        manifest.path = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        manifest.kernels["b"] = manifest.kernels["a"]  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        manifest.desired()[0].spec = "y"  # type: ignore[misc]
+
+
+def test_digest_is_of_the_bytes() -> None:
+    a = parse_manifest(LAB.encode(), filename="k.yaml", environ={})
+    b = parse_manifest(LAB + "# a comment\n", filename="k.yaml", environ={})
+    assert a.digest == hashlib.sha256(LAB.encode()).hexdigest()
+    assert a.digest != b.digest
+    assert a.servers == b.servers
+
+
+def test_examples_validate_without_environment() -> None:
+    paths = sorted(EXAMPLES.glob("*.yaml"))
+    assert {p.name for p in paths} >= {"basic.yaml", "pool.yaml", "multi-server.yaml"}
+    for path in paths:  # any example added later must validate too
+        load_manifest(path, environ={})
+    multi = load_manifest(EXAMPLES / "multi-server.yaml", environ={})
+    assert multi.servers["gpu"].prune and not multi.servers["lab"].prune
+    assert multi.servers["gpu"].verify == str(EXAMPLES / "certs" / "gpu-ca.pem")
+    assert multi.kernels["training"].protect is False
+    assert multi.kernels["reports"].cwd == "cost$report"
+    pool = load_manifest(EXAMPLES / "pool.yaml", environ={"JUPYTER_URL": "https://hub/user/me"})
+    assert [d.address for d in pool.desired()] == ["workers[0]", "workers[1]", "workers[2]"]
+    assert pool.servers["lab"].url == "https://hub/user/me"
+
+
+def test_load_resolves_ca_bundle_next_to_the_manifest(tmp_path: Path) -> None:
+    path = tmp_path / "kernelform.yaml"
+    path.write_text(
+        "servers:\n  a: {url: 'https://a', ca_bundle: ca.pem}\n"
+        "  b: {url: 'https://b', ca_bundle: /etc/ssl/ca.pem}\n"
+    )
+    manifest = load_manifest(path, environ={})
+    assert manifest.servers["a"].verify == str(tmp_path / "ca.pem")
+    assert manifest.servers["b"].verify == "/etc/ssl/ca.pem"
+    assert manifest.path == str(path)
+
+
+def test_environ_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KFTEST_SPEC", "julia-1.10")
+    manifest = parse_manifest(LAB + "kernels:\n  a: {spec: '${KFTEST_SPEC}'}\n", filename="k")
+    assert manifest.kernels["a"].spec == "julia-1.10"
+
+
+# --- errors: exact messages and positions ---------------------------------------------------
+
+ERRORS: list[tuple[str, str, dict[str, str], list[str]]] = [
+    (
+        "unknown key with a suggestion",
+        LAB + "kernels:\n  etl:\n    spec: python3\n    specs: ir\n",
+        {},
+        ["k.yaml:7:5: unknown key 'specs' in kernel 'etl'; did you mean 'spec'?"],
+    ),
+    (
+        "a misspelt required key is not also reported missing",
+        LAB + "kernels:\n  etl:\n    specs: ir\n",
+        {},
+        ["k.yaml:6:5: unknown key 'specs' in kernel 'etl'; did you mean 'spec'?"],
+    ),
+    (
+        "wrong types",
+        LAB + "kernels:\n  etl:\n    spec: python3\n    count: two\n    protect: maybe\n",
+        {},
+        [
+            "k.yaml:7:12: count must be an integer, got 'two'",
+            "k.yaml:8:14: protect must be true or false, got 'maybe'",
+        ],
+    ),
+    (
+        "all the problems of a file at once, sorted",
+        "servers:\n  lab:\n    url: ftp://x\n    prune: 3\nkernels:\n  a:\n    count: -1\n"
+        "  b:\n    spec: x\n    server: lba\n    max_age: 5x\n",
+        {},
+        [
+            "k.yaml:3:10: url must start with http:// or https://, got 'ftp://x'",
+            "k.yaml:4:12: prune must be true or false, got 3",
+            "k.yaml:6:3: kernel 'a' is missing required key 'spec'",
+            "k.yaml:7:12: count must not be negative, got -1",
+            "k.yaml:10:13: kernel 'b' names unknown server 'lba'; did you mean 'lab'? servers: lab",
+            "k.yaml:11:14: invalid duration '5x': use a number followed by s, m, h or d, e.g. 30m",
+        ],
+    ),
+    (
+        "count over the limit",
+        LAB + "kernels:\n  a: {spec: x, count: 1000000}\n",
+        {},
+        ["k.yaml:5:23: count 1000000 is over the limit of 1000"],
+    ),
+    (
+        "server omitted with two servers",
+        LAB + "  gpu: {url: 'http://g'}\nkernels:\n  a: {spec: x}\n",
+        {},
+        [
+            "k.yaml:6:3: kernel 'a' does not say which server it runs on, and there are 2 "
+            "(lab, gpu); add e.g. 'server: lab'"
+        ],
+    ),
+    (
+        "undefined variable, located at the reference",
+        "servers:\n  lab:\n    url: http://${HOST}:8888\n    token: ${JUPYTER_TOKEN}\n",
+        {"HOST": "h"},
+        [
+            "k.yaml:4:12: undefined variable JUPYTER_TOKEN; set it or write "
+            "${JUPYTER_TOKEN:-default}"
+        ],
+    ),
+    (
+        "undefined variable inside a quoted value",
+        "servers:\n  lab:\n    url: 'http://h:${PORT}'\n",
+        {},
+        ["k.yaml:3:20: undefined variable PORT; set it or write ${PORT:-default}"],
+    ),
+    (
+        "lone dollar",
+        LAB + "kernels:\n  a: {spec: x, cwd: a$b}\n",
+        {},
+        ["k.yaml:5:22: a '$' must start ${NAME} or ${NAME:-default}; write $$ for a '$'"],
+    ),
+    (
+        "no servers",
+        "kernels:\n  a: {spec: x}\n",
+        {},
+        ["k.yaml:1:1: the manifest declares no servers; add a 'servers' mapping"],
+    ),
+    (
+        "empty file",
+        "",
+        {},
+        ["k.yaml:1:1: the manifest is empty"],
+    ),
+    (
+        "root not a mapping",
+        "- servers\n",
+        {},
+        ["k.yaml:1:1: the manifest must be a mapping with 'servers' and 'kernels', got a list"],
+    ),
+    (
+        "duplicate key",
+        LAB + "    url: http://other\n",
+        {},
+        ["k.yaml:4:5: duplicate key 'url' in server 'lab' (first at line 3)"],
+    ),
+    (
+        "tab indentation",
+        "servers:\n\tlab: {}\n",
+        {},
+        ["k.yaml:2:1: tab character here; YAML must be indented with spaces"],
+    ),
+    (
+        "alias",
+        LAB + "kernels:\n  a: &x {spec: p}\n  b: *x\n",
+        {},
+        ["k.yaml:6:6: YAML aliases are not supported (found *x); write the value out in full"],
+    ),
+    (
+        "syntax error stops at the first",
+        "servers: [\nkernels: {a: {spec: 3}}\n",
+        {},
+        [
+            "k.yaml:3:1: YAML syntax error: expected ',' or ']', but got '<stream end>' "
+            "(while parsing a flow sequence at line 1)"
+        ],
+    ),
+    (
+        "empty value reported at its key",
+        "servers:\n  lab:\n    url:\n",
+        {},
+        ["k.yaml:3:5: url must be a string, got null"],
+    ),
+    (
+        "insecure and ca_bundle",
+        "servers:\n  lab: {url: 'https://x', ca_bundle: c.pem, insecure: yes}\n",
+        {},
+        ["k.yaml:2:55: insecure: true and ca_bundle contradict each other; keep one"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "expected"), [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS]
+)
+def test_error(text: str, environ: dict[str, str], expected: list[str]) -> None:
+    assert problems(text, environ) == expected
+
+
+def test_error_is_one_problem_per_line_in_str() -> None:
+    with pytest.raises(ManifestError) as info:
+        parse(LAB + "kernels:\n  a: {spec: 1, count: x}\n")
+    assert str(info.value) == (
+        "k.yaml:5:13: spec must be a string, got 1; put it in quotes\n"
+        "k.yaml:5:23: count must be an integer, got 'x'"
+    )
+    assert all(isinstance(p, Problem) for p in info.value.problems)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["12345678", "[a-secret, b-secret]", "{v: the-secret}", "'${the-secret}'", "'a$secret'"],
+)
+def test_token_value_never_in_a_message(token: str) -> None:
+    text = f"servers:\n  lab:\n    url: http://x\n    token: {token}\n"
+    messages = "\n".join(problems(text))
+    assert messages.startswith("k.yaml:4:")
+    for word in ("12345678", "secret"):
+        assert word not in messages
+
+
+# --- variables ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "environ", "expected"),
+    [
+        ("${A}", {"A": "x"}, "x"),
+        ("${A}", {"A": ""}, ""),
+        ("${A:-d}", {}, "d"),
+        ("${A:-d}", {"A": ""}, "d"),
+        ("${A:-d}", {"A": "x"}, "x"),
+        ("${A:-}", {}, ""),
+        ("${A:-a:b/c d}", {}, "a:b/c d"),
+        ("$$", {}, "$"),
+        ("$${A}", {"A": "x"}, "${A}"),
+        ("$$$${A}", {"A": "x"}, "$${A}"),
+        ("$$$$${A}", {"A": "x"}, "$$x"),
+        ("$$${A}", {"A": "x"}, "$x"),
+        ("${A}${B}-${A}", {"A": "1", "B": "2"}, "12-1"),
+        ("pre ${A_1} post", {"A_1": "x"}, "pre x post"),
+        ("${A}", {"A": "${B}"}, "${B}"),  # values are not expanded again
+    ],
+)
+def test_expansion(value: str, environ: dict[str, str], expected: str) -> None:
+    text = LAB + f"kernels:\n  a: {{spec: x, revision: '{value}'}}\n"
+    assert parse(text, environ).kernels["a"].revision == (expected or None)
+
+
+# --- durations and addresses --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("30m", 1800),
+        ("24h", 86400),
+        ("7d", 7 * 86400),
+        ("1h30m", 5400),
+        ("1d2h3m4s", 93784),
+        ("2d30s", 172830),
+        (" 5m ", 300),
+        ("0h1m", 60),
+        ("36500d", 36500 * 86400),
+    ],
+)
+def test_parse_duration(text: str, seconds: int) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("5x", "invalid duration '5x': use a number followed by s, m, h or d, e.g. 30m"),
+        ("", "invalid duration '': use a number followed by s, m, h or d, e.g. 30m"),
+        ("30", "invalid duration '30': use"),
+        ("1.5h", "invalid duration '1.5h': use"),
+        ("-5m", "invalid duration '-5m': use"),
+        ("30m1h", "invalid duration '30m1h': use"),
+        ("1h 30m", "invalid duration '1h 30m': use"),
+        ("0s", "invalid duration '0s': it must be more than zero"),
+        ("36501d", "invalid duration '36501d': over the limit of 36500d"),
+        ("9" * 30 + "s", "invalid duration '" + "9" * 30 + "s': over the limit of 36500d"),
+        ("x" * 100, "invalid duration '" + "x" * 39 + "…'"),
+    ],
+)
+def test_parse_duration_errors(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_duration(text)
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("td", "text"),
+    [
+        (timedelta(seconds=90), "1m30s"),
+        (timedelta(days=1), "1d"),
+        (timedelta(days=1, hours=2), "1d2h"),
+        (timedelta(seconds=93784), "1d2h3m4s"),
+        (timedelta(0), "0s"),
+        (timedelta(milliseconds=999), "0s"),
+        (timedelta(minutes=-5), "-5m"),
+        (timedelta(hours=48), "2d"),
+    ],
+)
+def test_format_duration(td: timedelta, text: str) -> None:
+    assert format_duration(td) == text
+
+
+@pytest.mark.parametrize("seconds", [1, 59, 60, 61, 3599, 3600, 86399, 86400, 90061, 10**7])
+def test_format_parse_round_trip(seconds: int) -> None:
+    td = timedelta(seconds=seconds)
+    assert parse_duration(format_duration(td)) == td
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("etl", ("etl", None)),
+        ("etl[0]", ("etl", 0)),
+        ("etl[3]", ("etl", 3)),
+        ("a.b-c_d[12]", ("a.b-c_d", 12)),
+        ("_x", ("_x", None)),
+    ],
+)
+def test_split_address(address: str, expected: tuple[str, int | None]) -> None:
+    assert split_address(address) == expected
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["", "etl[", "etl[]", "etl[-1]", "etl[01]", "etl[1]x", "1etl", "[0]", "e tl", "a[1][2]"],
+)
+def test_split_address_rejects(address: str) -> None:
+    with pytest.raises(ValueError, match="invalid kernel address"):
+        split_address(address)
+
+
+def test_split_address_inverts_desired() -> None:
+    manifest = parse(LAB + "kernels:\n  a: {spec: x, count: 2}\n  b: {spec: x}\n")
+    assert [split_address(d.address) for d in manifest.desired()] == [
+        ("a", 0),
+        ("a", 1),
+        ("b", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("count", "message"),
+    [
+        ("'00000000000002'", None),
+        ("'+3'", None),
+        ("'-99999999999'", "count must not be negative, got -99999999999"),
+        ("'99999999999'", "count 99999999999 is over the limit of 1000"),
+        ("-0", None),
+    ],
+)
+def test_count_from_text(count: str, message: str | None) -> None:
+    text = LAB + f"kernels:\n  a: {{spec: x, count: {count}}}\n"
+    if message is None:
+        assert parse(text).kernels["a"].count in (0, 2, 3)
+    else:
+        assert problems(text) == [f"k.yaml:5:23: {message}"]
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_endless_file_is_refused() -> None:
+    with pytest.raises(ManifestError) as info:
+        load_manifest("/dev/zero")
+    assert [str(p) for p in info.value.problems] == [
+        "/dev/zero:1:1: the manifest is over the 256 KiB limit"
+    ]
