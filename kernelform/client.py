@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
+import os
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -29,6 +32,7 @@ from kernelform.errors import (
     BadResponse,
     ClientError,
     ConnectError,
+    KernelformError,
     KernelNotFound,
     RequestTimeout,
     ServerError,
@@ -44,16 +48,43 @@ log = logging.getLogger(__name__)
 DEFAULT_URL = "http://localhost:8888"
 RETRY_STATUSES = (502, 503, 504)
 KERNEL_ID_START_VERSION = (2, 21)
+NO_KERNEL_ID_ENV = "KERNELFORM_ASSUME_NO_KERNEL_ID"
+DEFAULT_READ_TIMEOUT = 30.0
+TIMEOUT_ENV = "KERNELFORM_TIMEOUT"
 
 M = TypeVar("M", bound=BaseModel)
 
 
+def default_read_timeout() -> float:
+    """Seconds to wait for an answer: ``$KERNELFORM_TIMEOUT`` when set, else 30.
+
+    Read when a ``Timeouts`` is made without ``read`` (each manifest command
+    makes one), so that the environment can shorten or lengthen the wait
+    without a flag; an explicit ``read`` (the ``kernels --timeout`` option) wins.
+    """
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_READ_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise KernelformError(
+            f"{TIMEOUT_ENV} must be a positive number of seconds (e.g. 30 or 2.5), not {raw!r}"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds to wait: to connect, for an answer, and for a restart's answer."""
+    """Seconds to wait: to connect, for an answer, and for a restart's answer.
+
+    ``read`` defaults to ``$KERNELFORM_TIMEOUT`` (seconds), else 30.
+    """
 
     connect: float = 5.0
-    read: float = 30.0
+    read: float = field(default_factory=default_read_timeout)
     restart: float = 90.0
 
 
@@ -80,6 +111,8 @@ class JupyterClient:
         self.server = display_url(self.base_url)
         self.timeouts = timeouts or Timeouts()
         self._token = token
+        self._retries = retries
+        self._backoff = backoff
         self._session = requests.Session()
         self._session.verify = verify
         self._session.trust_env = False
@@ -119,6 +152,11 @@ class JupyterClient:
         parts = urlsplit(self.base_url)
         return bool(self._token) and parts.scheme == "http" and not _is_loopback(parts.hostname)
 
+    @property
+    def skips_tls_verification(self) -> bool:
+        """True for an https server whose certificate is not checked (``verify=False``)."""
+        return self._session.verify is False and urlsplit(self.base_url).scheme == "https"
+
     # -- the read operations ---------------------------------------------------
 
     def list_kernels(self) -> list[Kernel]:
@@ -143,7 +181,15 @@ class JupyterClient:
         return tuple(int(n) for n in numbers) or None
 
     def accepts_kernel_id(self) -> bool:
-        """Whether ``POST api/kernels`` honours a client-chosen ``kernel_id``."""
+        """Whether ``POST api/kernels`` honours a client-chosen ``kernel_id``.
+
+        True for jupyter_server >= 2.21 (read from ``GET api``). Setting
+        ``$KERNELFORM_ASSUME_NO_KERNEL_ID`` to anything but ``""``/``0`` makes
+        it False without asking: an escape hatch for a gateway or proxy that
+        reports a jupyter_server version but drops the field, and for tests.
+        """
+        if os.environ.get(NO_KERNEL_ID_ENV, "").strip() not in ("", "0"):
+            return False
         version = self.server_version()
         return version is not None and version[:2] >= KERNEL_ID_START_VERSION
 
@@ -237,14 +283,40 @@ class JupyterClient:
         timeout = (self.timeouts.connect, read_timeout or self.timeouts.read)
         log.debug("%s %s", method, url)
         checkpoint("before-request")
-        try:
-            response = self._session.request(method, url, json=json, timeout=timeout)
-        except requests.RequestException as e:
-            self._raise_transport(e, method=method, path=path, timeout=timeout)
+        response = self._send(method, url, json=json, timeout=timeout, path=path)
         checkpoint("after-request")
         if response.status_code >= 400:
             self._raise_status(response, method=method, path=path, kernel_id=kernel_id)
         return response
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: dict[str, Any] | None,
+        timeout: tuple[float, float],
+        path: str,
+    ) -> requests.Response:
+        """One request; a GET whose answer broke off mid-body is repeated too.
+
+        urllib3's ``Retry`` repeats a GET whose connection fails before the answer's
+        headers arrive, but not one whose body is cut short (the body is read after
+        urllib3 returns): that one is repeated here, with the same count and backoff.
+        """
+        attempts = 1 + (self._retries if method == "GET" else 0)
+        attempt = 1
+        while True:
+            try:
+                return self._session.request(method, url, json=json, timeout=timeout)
+            except requests.exceptions.ChunkedEncodingError as e:
+                if attempt >= attempts:
+                    self._raise_transport(e, method=method, path=path, timeout=timeout)
+                log.debug("%s %s: the answer broke off (%s); retrying", method, url, e)
+                time.sleep(self._backoff * 2 ** (attempt - 1))
+                attempt += 1
+            except requests.RequestException as e:
+                self._raise_transport(e, method=method, path=path, timeout=timeout)
 
     def _raise_transport(
         self,

@@ -1,0 +1,208 @@
+"""JupyterClient against fake loopback servers: faults a real server won't produce."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from kernelform.client import JupyterClient
+from kernelform.errors import BadResponse, ConnectError, ServerError
+from tests.fakehttp import FakeHTTPServer, Recorded, Reply, ResetServer, json_reply
+
+TOKEN = "s3cr3t-" + "ab" * 16
+KERNEL_ID = "3f1e7a52-9d0c-4b6e-8a41-2c5d7e9f0b13"
+KERNEL = {
+    "id": KERNEL_ID,
+    "name": "python3",
+    "last_activity": "2026-01-01T00:00:00.000000Z",
+    "execution_state": "idle",
+    "connections": 0,
+}
+
+
+def _fails_then(status: int, failures: int, success: Reply) -> Callable[[Recorded, int], Reply]:
+    def respond(request: Recorded, number: int) -> Reply:
+        if number <= failures:
+            return json_reply(status, {"message": f"temporarily unavailable ({number})"})
+        return success
+
+    return respond
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def _raised(kind: type[E], call: Callable[..., Any], *args: Any) -> E:
+    """Call and return the *kind* exception it must raise."""
+    with pytest.raises(kind) as info:
+        call(*args)
+    return info.value
+
+
+def _client(url: str, **kwargs: Any) -> JupyterClient:
+    return JupyterClient(url, TOKEN, backoff=0, **kwargs)
+
+
+@contextlib.contextmanager
+def served(
+    responder: Callable[[Recorded, int], Reply], **kwargs: Any
+) -> Iterator[tuple[FakeHTTPServer, JupyterClient]]:
+    """A fake server answering through *responder*, and a client on it."""
+    with FakeHTTPServer(responder) as fake, _client(fake.url, **kwargs) as client:
+        yield fake, client
+
+
+def _check(err: Exception, url: str) -> str:
+    text = str(err)
+    assert text.startswith(url), text
+    assert TOKEN not in text
+    return text
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_get_is_retried_on_gateway_errors(status: int) -> None:
+    with served(_fails_then(status, 2, json_reply(200, [KERNEL])), retries=3) as (fake, client):
+        kernels = client.list_kernels()
+    assert [k.id for k in kernels] == [KERNEL_ID]
+    assert len(fake.requests) == 3
+    assert all(r.method == "GET" and r.path == "/api/kernels" for r in fake.requests)
+
+
+def test_get_retries_exhausted_is_a_server_error() -> None:
+    with served(_fails_then(503, 1000, json_reply(200, [])), retries=3) as (fake, client):
+        err = _raised(ServerError, client.list_kernels)
+    assert err.status == 503
+    assert len(fake.requests) == 4  # the first try and 3 retries
+    text = _check(err, fake.url)
+    assert "503" in text and "temporarily unavailable (4)" in text
+
+
+def test_retries_zero_means_one_request() -> None:
+    with (
+        served(_fails_then(503, 1000, json_reply(200, [])), retries=0) as (fake, client),
+        pytest.raises(ServerError),
+    ):
+        client.list_kernels()
+    assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        pytest.param(lambda c: c.start_kernel("python3"), id="start"),
+        pytest.param(lambda c: c.restart_kernel(KERNEL_ID), id="restart"),
+        pytest.param(lambda c: c.interrupt_kernel(KERNEL_ID), id="interrupt"),
+        pytest.param(lambda c: c.shutdown_kernel(KERNEL_ID), id="shutdown"),
+    ],
+)
+def test_writes_are_not_retried(operation: Callable[[JupyterClient], Any]) -> None:
+    with served(_fails_then(503, 1000, json_reply(201, KERNEL)), retries=3) as (fake, client):
+        err = _raised(ServerError, operation, client)
+    assert err.status == 503
+    assert len(fake.requests) == 1
+    assert fake.requests[0].method in {"POST", "DELETE"}
+    _check(err, fake.url)
+
+
+@pytest.mark.parametrize("retries", [0, 3])
+def test_connection_reset_mid_response_on_get(retries: int) -> None:
+    with ResetServer() as reset, _client(reset.url, retries=retries) as client:
+        err = _raised(ConnectError, client.list_kernels)
+        assert reset.connections == retries + 1
+    text = _check(err, reset.url)
+    assert "GET api/kernels" in text
+    assert "connection reset by the server" in text
+    assert "cannot connect" not in text
+
+
+def test_connection_reset_mid_response_on_post_is_not_retried() -> None:
+    with ResetServer() as reset, _client(reset.url, retries=3) as client:
+        err = _raised(ConnectError, client.start_kernel, "python3")
+        assert reset.connections == 1
+    text = _check(err, reset.url)
+    assert "POST api/kernels" in text
+    assert "connection reset by the server" in text
+
+
+def test_token_echoed_in_an_error_body_is_redacted() -> None:
+    def echo(request: Recorded, number: int) -> Reply:
+        return Reply(
+            500,
+            f"failure while handling {request.headers.get('Authorization')}",
+            {"Content-Type": "text/plain"},
+        )
+
+    with served(echo, retries=0) as (fake, client):
+        err = _raised(ServerError, client.list_kernels)
+    text = _check(err, fake.url)
+    assert "failure while handling token ***" in text
+
+
+def test_json_error_message_is_used_and_redacted() -> None:
+    body = {"message": f"quota exceeded for {TOKEN}", "reason": None}
+    with (
+        served(lambda r, n: json_reply(429, body)) as (fake, client),
+        pytest.raises(ServerError) as info,
+    ):
+        client.interrupt_kernel(KERNEL_ID)
+    assert info.value.status == 429
+    text = _check(info.value, fake.url)
+    assert "HTTP 429: quota exceeded for ***" in text
+
+
+def test_long_error_bodies_are_cut_to_one_line() -> None:
+    page = "<html>\n" + "x" * 5000 + "\n</html>"
+    with (
+        served(lambda r, n: Reply(500, page), retries=0) as (fake, client),
+        pytest.raises(ServerError) as info,
+    ):
+        client.list_kernels()
+    text = _check(info.value, fake.url)
+    assert "\n" not in text
+    assert len(text) < 400
+
+
+@pytest.mark.parametrize(
+    ("answer", "operation", "expected"),
+    [
+        pytest.param({"kernels": []}, lambda c: c.list_kernels(), "expected a list", id="dict"),
+        pytest.param([{"name": "x"}], lambda c: c.list_kernels(), "Kernel", id="no-id"),
+        pytest.param({"name": "x"}, lambda c: c.start_kernel(), "Kernel", id="start-no-id"),
+        pytest.param([1, 2], lambda c: c.list_sessions(), "Session", id="sessions"),
+    ],
+)
+def test_wrong_json_shape_is_a_bad_response(
+    answer: Any, operation: Callable[[JupyterClient], Any], expected: str
+) -> None:
+    status = 201 if isinstance(answer, dict) and "name" in answer else 200
+    with (
+        served(lambda r, n: json_reply(status, answer)) as (fake, client),
+        pytest.raises(BadResponse) as info,
+    ):
+        operation(client)
+    assert expected in _check(info.value, fake.url)
+
+
+def test_extra_fields_and_missing_optional_ones_are_tolerated() -> None:
+    old_server_kernel = {"id": KERNEL_ID, "name": "python3", "future_field": {"a": 1}}
+    with served(lambda r, n: json_reply(200, [old_server_kernel])) as (fake, client):
+        (kernel,) = client.list_kernels()
+    assert len(fake.requests) == 1
+    assert kernel.id == KERNEL_ID
+    assert kernel.connections == 0
+    assert kernel.last_activity is None
+    assert kernel.execution_state == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [({"version": "2.21.1"}, (2, 21, 1)), ({"version": "7.0.0a3"}, (7, 0, 0)), ({}, None)],
+)
+def test_server_version_parsing(answer: dict[str, str], expected: Any) -> None:
+    with served(lambda r, n: json_reply(200, answer)) as (fake, client):
+        assert client.server_version() == expected
+        assert client.accepts_kernel_id() is (expected is not None and expected >= (2, 21))
+    assert fake.requests[0].path == "/api"
