@@ -91,12 +91,14 @@ def test_plan_case(path: Path) -> None:
         return
     plan = make(manifest, state, live, **arguments)
     changes = [change.to_dict() for change in plan.changes]
-    assert [subset(c, e) for c, e in zip(changes, expect["changes"])] == expect["changes"]
     assert len(changes) == len(expect["changes"]), changes
+    pairs = zip(changes, expect["changes"], strict=True)
+    assert [subset(c, e) for c, e in pairs] == expect["changes"]
     if "updates" in expect:
         updates = [update.to_dict() for update in plan.updates]
-        assert [subset(u, e) for u, e in zip(updates, expect["updates"])] == expect["updates"]
         assert len(updates) == len(expect["updates"]), updates
+        pairs = zip(updates, expect["updates"], strict=True)
+        assert [subset(u, e) for u, e in pairs] == expect["updates"]
     if "summary" in expect:
         assert plan.summary() == expect["summary"]
 
