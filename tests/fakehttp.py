@@ -169,7 +169,10 @@ class HangingServer(_SocketServer):
 class ResetServer(_SocketServer):
     """Reads the request head, sends part of an answer, then resets the connection."""
 
-    PARTIAL = b"HTTP/1.1 200 OK\r\nContent-Type: applic"
+    PARTIAL = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        b'[{"id": "'
+    )
 
     def serve(self, conn: socket.socket) -> None:
         conn.settimeout(5)

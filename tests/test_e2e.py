@@ -15,7 +15,13 @@ import pytest
 
 from kernelform.state import FileStateStore
 from tests.kf import Result, run, server_env, state_of, write_manifest
-from tests.live_jupyter import PYTHON3_SPEC, JupyterServer, wait_for, write_kernelspec
+from tests.live_jupyter import (
+    PYTHON3_SPEC,
+    JupyterServer,
+    shell_reply,
+    wait_for,
+    write_kernelspec,
+)
 
 
 @pytest.fixture
@@ -225,8 +231,7 @@ def test_busy_kernel_past_busy_timeout_is_interrupted(
         assert "etl will be interrupted: busy for" in plan.out, plan
         applied = kf(workdir, jupyter, "apply", "--auto-approve")
         assert applied.code == 0, applied
-        reply = client.get_shell_msg(timeout=30)
-        assert reply["parent_header"]["msg_id"] == msg_id
+        reply = shell_reply(client, msg_id)
         assert reply["content"]["status"] == "error"
         assert reply["content"]["ename"] == "KeyboardInterrupt"
     assert managed_ids(workdir)["etl"] == kernel_id
