@@ -26,9 +26,23 @@ class LiveServer:
     specs: tuple[str, ...] = ()
     accepts_kernel_id: bool = False
 
+    _by_kernel: Mapping[str, tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        by_kernel: dict[str, list[str]] = {}
+        for session in self.sessions:
+            if session.kernel_id is not None:
+                by_kernel.setdefault(session.kernel_id, []).append(
+                    session.path or session.name or session.id
+                )
+        paths = {kernel_id: tuple(found) for kernel_id, found in by_kernel.items()}
+        object.__setattr__(self, "_by_kernel", paths)
+
     def sessions_of(self, kernel_id: str) -> tuple[str, ...]:
         """The paths (notebooks) of the sessions attached to *kernel_id*."""
-        return tuple(s.path or s.name or s.id for s in self.sessions if s.kernel_id == kernel_id)
+        return self._by_kernel.get(kernel_id, ())
 
     def in_use(self, kernel_id: str) -> bool:
         """A kernel is in use when a session holds it or a client is connected."""
