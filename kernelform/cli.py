@@ -16,10 +16,12 @@ Usage errors exit 1 too, so that 2 can only ever mean "changes present".
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -45,6 +47,12 @@ EXIT_BLOCKED = 3
 EXIT_INTERRUPTED = 130
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# What this run was given to authenticate with: every token passed to a client, and
+# every workspace opened (its manifest's tokens, once read). ``main`` scrubs all of
+# them, with JUPYTER_TOKEN and the --token argument, from every message it prints.
+_given_tokens: set[str] = set()
+_opened_workspaces: list[Workspace] = []
 
 
 class Exit(Exception):
@@ -119,11 +127,14 @@ def open_client(
     from kernelform.client import JupyterClient, Timeouts
 
     verify: bool | str = False if insecure else (ca_bundle or True)
+    _given_tokens.add(token)
     client = JupyterClient(
         server, token, timeouts=Timeouts(read=timeout, restart=max(timeout, 90.0)), verify=verify
     )
     if client.sends_token_in_clear:
         warn(f"the token is sent over plain http to {client.server}; use https")
+    if client.skips_tls_verification:
+        warn(f"the TLS certificate of {client.server} is not verified (--insecure)")
     return client
 
 
@@ -247,6 +258,7 @@ def workspace_options(command: F) -> F:
             default="0s",
             callback=parse_lock_timeout,
             show_default=True,
+            metavar="DURATION",
             help="How long to wait for the state lock (e.g. 60s, 5m).",
         ),
         click.option("--no-color", is_flag=True, help="No colour (also: NO_COLOR, or a pipe)."),
@@ -324,12 +336,19 @@ def open_workspace(
         force=force,
         parallelism=parallelism,
     )
-    return Workspace(settings)
+    workspace = Workspace(settings)
+    _opened_workspaces.append(workspace)
+    return workspace
 
 
 def warn_clear_text(workspace: Workspace) -> None:
+    """Warn once per server whose token travels in clear text or unverified TLS."""
     for server in workspace.clear_text_servers():
         warn(f"the token for {server} is sent over plain http; use https")
+    for name in workspace.manifest.servers:
+        client = workspace.client(name)
+        if client.skips_tls_verification:
+            warn(f"the TLS certificate of {client.server} is not verified (insecure: true)")
 
 
 @cli.command()
@@ -456,15 +475,20 @@ def carry_out(
             raise Exit(EXIT_BLOCKED)
         emit("Nothing to do.")
         return
-    emit()
     report = workspace.apply(
         computed,
         live=live,
         state=state,
         on_outcome=lambda outcome: printer.lines([outcome_line(outcome)]),
     )
-    printer.lines(render_report(report))
+    printer.lines(render_report(report, destroy=computed.destroy))
     if report.failed:
+        failed = ", ".join(o.change.address for o in report.failed)
+        emit(
+            f"Error: {len(report.failed)} action(s) failed ({failed}); fix the cause shown "
+            "above and run apply again: what succeeded is recorded",
+            err=True,
+        )
         raise Exit(EXIT_ERROR)
     if report.blocked:
         raise Exit(EXIT_BLOCKED)
@@ -650,22 +674,57 @@ def state_rm(
 # -- entry point -------------------------------------------------------------------
 
 
+def known_tokens(argv: Sequence[str]) -> list[str]:
+    """Every token this run knows of, longest first (so no part of one survives):
+    JUPYTER_TOKEN, --token in *argv*, tokens given to clients, and the tokens of
+    every manifest a workspace has read."""
+    found = {os.environ.get("JUPYTER_TOKEN", ""), *_given_tokens}
+    for i, arg in enumerate(argv):
+        if arg == "--token" and i + 1 < len(argv):
+            found.add(argv[i + 1])
+        elif arg.startswith("--token="):
+            found.add(arg.partition("=")[2])
+    for workspace in _opened_workspaces:
+        # Only a manifest already read (cached_property keeps it in __dict__): reading
+        # it here could fail again, or take long, on the way out of an error.
+        manifest = vars(workspace).get("manifest")
+        if manifest is not None:
+            found.update(server.token for server in manifest.servers.values())
+    return sorted((token for token in found if token), key=len, reverse=True)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI and decide the exit status; the only place that does."""
-    from kernelform.errors import KernelformError
+    """Run the CLI and decide the exit status; the only place that does.
+
+    Every message printed here goes through ``scrub``: no known token is ever shown,
+    even if an exception's text (a bug's, or a library's) happened to contain one.
+    """
+    from kernelform.errors import KernelformError, redact, shorten
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    # urllib3 warns on every unverified https request, with a source line; the
+    # user asked for it (--insecure), and open_client/warn_clear_text say it once.
+    warnings.filterwarnings("ignore", message="Unverified HTTPS request", module="urllib3")
+    _given_tokens.clear()
+    _opened_workspaces.clear()
+
+    def scrub(text: str) -> str:
+        return redact(text, known_tokens(args))
 
     try:
-        cli.main(args=argv, prog_name="kernelform", standalone_mode=False)
+        cli.main(args=args, prog_name="kernelform", standalone_mode=False)
     except Exit as e:
         sys.exit(e.code)
     except KernelformError as e:
-        for line in str(e).splitlines() or [type(e).__name__]:
+        for line in scrub(str(e)).splitlines() or [type(e).__name__]:
             emit(f"Error: {line}", err=True)
         sys.exit(EXIT_ERROR)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:
-        e.show()
+        shown = io.StringIO()
+        e.show(file=shown)
+        click.echo(scrub(shown.getvalue()), err=True, nl=False)
         sys.exit(EXIT_ERROR)
     except (click.Abort, KeyboardInterrupt):
         emit("Interrupted.", err=True)
@@ -673,8 +732,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:
         if os.environ.get("KERNELFORM_DEBUG"):
             raise
+        detail = shorten(scrub(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__), 300)
         emit(
-            f"Error: internal error ({type(e).__name__}: {e}); this is a bug in kernelform, "
+            f"Error: internal error ({detail}); this is a bug in kernelform, "
             "please report it (KERNELFORM_DEBUG=1 shows the traceback)",
             err=True,
         )

@@ -113,7 +113,7 @@ def _change_block(change: Change) -> list[Line]:
     ]
     for name, value in fields:
         if value is not None:
-            block.append(line(f"        {name:<9}{value}"))
+            block.append(line(f"        {name + ':':<10}{value}"))
     if change.sessions:
         block.append(line(Segment(f"        in use by {', '.join(change.sessions)}", Style.YELLOW)))
     elif change.blocked:
@@ -146,7 +146,7 @@ def outcome_line(outcome: Outcome) -> Line:
     return (*head, Segment(f": {change.action.value} FAILED: {outcome.error}", Style.RED))
 
 
-def render_report(report: Report) -> list[Line]:
+def render_report(report: Report, *, destroy: bool = False) -> list[Line]:
     """The closing summary of an apply: what was done, what failed and why."""
     done: dict[Action, int] = {a: 0 for a in Action}
     for outcome in report.succeeded:
@@ -157,7 +157,9 @@ def render_report(report: Report) -> list[Line]:
     lines.append(
         line(
             Segment(
-                "Apply complete!" if not report.failed else "Apply finished with errors.", style
+                f"{'Destroy' if destroy else 'Apply'} "
+                + ("complete!" if not report.failed else "finished with errors."),
+                style,
             ),
             f" {words}; {len(report.failed)} failed; {len(report.blocked)} blocked.",
         )
