@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 DEFAULT_URL = "http://localhost:8888"
 RETRY_STATUSES = (502, 503, 504)
 KERNEL_ID_START_VERSION = (2, 21)
+# GET api on the classic notebook (4.x to 6.x) answers the notebook's own version,
+# and it ignores kernel_id: only jupyter_server 2.21+ (and a 3.x) count as taking it.
+KERNEL_ID_END_VERSION = (4, 0)
 NO_KERNEL_ID_ENV = "KERNELFORM_ASSUME_NO_KERNEL_ID"
 DEFAULT_READ_TIMEOUT = 30.0
 TIMEOUT_ENV = "KERNELFORM_TIMEOUT"
@@ -183,7 +186,8 @@ class JupyterClient:
     def accepts_kernel_id(self) -> bool:
         """Whether ``POST api/kernels`` honours a client-chosen ``kernel_id``.
 
-        True for jupyter_server >= 2.21 (read from ``GET api``). Setting
+        True for jupyter_server >= 2.21 (read from ``GET api``), but not for
+        the classic notebook, whose 4.x-6.x version ``GET api`` reports. Setting
         ``$KERNELFORM_ASSUME_NO_KERNEL_ID`` to anything but ``""``/``0`` makes
         it False without asking: an escape hatch for a gateway or proxy that
         reports a jupyter_server version but drops the field, and for tests.
@@ -191,7 +195,9 @@ class JupyterClient:
         if os.environ.get(NO_KERNEL_ID_ENV, "").strip() not in ("", "0"):
             return False
         version = self.server_version()
-        return version is not None and version[:2] >= KERNEL_ID_START_VERSION
+        if version is None:
+            return False
+        return KERNEL_ID_START_VERSION <= version[:2] < KERNEL_ID_END_VERSION
 
     # -- the write operations --------------------------------------------------
 

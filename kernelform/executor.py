@@ -3,17 +3,23 @@
 Every action writes the state as soon as it has done something on a server,
 so a crash loses nothing already done:
 
-- start: when the server takes a client-chosen ``kernel_id`` (jupyter_server
-  >= 2.21), the id is recorded as *pending* before the request, so a rerun
-  finds the kernel (or starts that same id again) instead of starting a twin;
+- start: the start is recorded as *pending* before the request. When the
+  server takes a client-chosen ``kernel_id`` (jupyter_server >= 2.21), the
+  record holds that id, so a rerun finds the kernel (or starts that same id
+  again) instead of starting a twin. Otherwise it holds a placeholder id and
+  the start time, and the planner looks for the kernel by spec and time
+  (see ``kernelform.planner``);
 - replace: the old kernel is first recorded as deposed (``ADDRESS~deposed``),
   then the new one is started and recorded, then the old one shut down and
   forgotten; a crash in between leaves the deposed kernel to the next plan;
 - restart, shutdown: the state is written right after the server answers.
 
 One failing action does not stop the others. A state that cannot be written
-does: no new action starts, and the error (with its recovery file) is raised
-once the running ones are done.
+does: no new action starts, the running ones still record what they do (each
+failed write saves a recovery file holding everything so far), and once they
+are done the last write's error is raised, naming the newest, complete
+recovery file. If a later write went through after all, the state file holds
+everything and the error says that no recovery file is needed.
 """
 
 from __future__ import annotations
@@ -33,11 +39,13 @@ from kernelform.errors import (
     ConnectError,
     KernelformError,
     KernelNotFound,
+    PlanError,
     RequestTimeout,
     StateWriteError,
 )
 from kernelform.facts import LiveServer
 from kernelform.plan import Action, Change, Plan, UpdateKind, deposed
+from kernelform.planner import is_placeholder, placeholder_id
 from kernelform.state import Resource, State, StateStore
 
 Clock = Callable[[], datetime]
@@ -100,6 +108,7 @@ class _Recorder:
         self._lock = threading.Lock()
         self.state = state
         self.write_error: StateWriteError | None = None
+        self.saved = True
 
     def update(self, edit: Callable[[State], State]) -> None:
         with self._lock:
@@ -112,8 +121,22 @@ class _Recorder:
             except StateWriteError as e:
                 self.state = edited
                 self.write_error = e
+                self.saved = False
                 raise
+            self.saved = True
             faults.checkpoint("after-state-write")
+
+    def final_error(self) -> StateWriteError | None:
+        """What to raise once every action is done, if a write failed."""
+        if self.write_error is None or not self.saved:
+            return self.write_error
+        cause = self.write_error.__cause__ or self.write_error
+        return StateWriteError(
+            f"the state could not be written to {self._store.location} ({cause}), but a"
+            " later write went through, so it holds everything this run did: the recovery"
+            " file saved on the failure is out of date, do not restore it; the actions not"
+            " started because of the failure were skipped: run 'kernelform apply' again"
+        )
 
 
 def execute(
@@ -145,8 +168,9 @@ def execute(
                 outcome = future.result()
                 outcomes.append(outcome)
                 on_outcome(outcome)
-    if recorder.write_error is not None:
-        raise recorder.write_error
+    error = recorder.final_error()
+    if error is not None:
+        raise error
     return Report(outcomes=tuple(outcomes), blocked=plan.blocked), recorder.state
 
 
@@ -160,7 +184,8 @@ def _apply_updates(plan: Plan, state: State) -> State:
                 replace(resource, address=update.new_address)
             )
         elif update.kind is UpdateKind.CONFIRM:
-            state = state.with_resource(replace(resource, pending=False))
+            kernel_id = update.kernel_id or resource.kernel_id
+            state = state.with_resource(replace(resource, kernel_id=kernel_id, pending=False))
         elif update.kind is UpdateKind.FORGET:
             state = state.without(update.address)
     return state
@@ -210,23 +235,43 @@ class _Runner:
     def _start(self, change: Change) -> str:
         assert change.spec is not None
         client = self._clients[change.server]
-        chosen = str(uuid.uuid4()) if self._live[change.server].accepts_kernel_id else None
-        if chosen:
-            pending = _resource(change, kernel_id=chosen, now=self._clock(), pending=True)
-            self._recorder.update(lambda s: s.with_resource(pending))
+        chosen = (
+            self._pending_id(change) or str(uuid.uuid4())
+            if self._live[change.server].accepts_kernel_id
+            else None
+        )
+        # Recorded before the request either way; a server that picks the id
+        # itself gets a placeholder, and the planner finds the kernel by spec
+        # and start time if this run dies before it learns the id.
+        marker = chosen or placeholder_id()
+        pending = _resource(change, kernel_id=marker, now=self._clock(), pending=True)
+        self._recorder.update(lambda s: s.with_resource(pending))
         try:
             faults.checkpoint("before-start")
             kernel = client.start_kernel(change.spec, path=change.cwd, kernel_id=chosen)
             faults.checkpoint("after-start")
         except (RequestTimeout, ConnectError):
-            raise
+            raise  # it may have started: the pending record lets the next run find out
         except KernelformError:
-            if chosen:
-                self._recorder.update(lambda s: s.without(change.address))
+            self._recorder.update(lambda s: s.without(change.address))
             raise
         started = _resource(change, kernel_id=kernel.id, now=self._clock(), pending=False)
         self._recorder.update(lambda s: s.with_resource(started))
         return kernel.id
+
+    def _pending_id(self, change: Change) -> str | None:
+        """The id a previous, interrupted start recorded for this address, if any.
+
+        Starting that same id again (not a fresh one) matters when the earlier
+        POST timed out or broke but still reaches the server later: the server
+        then answers with the kernel this start made instead of starting a twin.
+        """
+        resource = self._recorder.state.resources.get(change.address)
+        if resource is None or not resource.pending or resource.server != change.server:
+            return None
+        if is_placeholder(resource.kernel_id):
+            return None  # recorded while the server ignored kernel ids: not a real id
+        return resource.kernel_id
 
     def _replace(self, change: Change) -> str:
         assert change.kernel_id is not None
@@ -234,7 +279,7 @@ class _Runner:
         deposed_address = deposed(change.address)
         if old is not None:
             kept = replace(old, address=deposed_address)
-            self._recorder.update(lambda s: s.without(change.address).with_resource(kept))
+            self._recorder.update(lambda s: _depose(s, change.address, kept))
         try:
             new_id = self._start(replace(change, action=Action.START))
         except KernelformError:
@@ -257,6 +302,24 @@ def _restarted(state: State, change: Change, now: datetime) -> State:
     if resource is None:
         return state
     return state.with_resource(replace(resource, revision=change.revision, started_at=now))
+
+
+def _depose(state: State, address: str, kept: Resource) -> State:
+    """Move a replaced kernel's record aside, but never over another kernel's record.
+
+    ``ADDRESS~deposed`` may still hold a kernel an interrupted replace left
+    (its shutdown blocked, failed, or not run yet): overwriting it would forget
+    that kernel while it runs, so the replace fails instead, and a later apply
+    does it once the leftover is gone.
+    """
+    holder = state.resources.get(kept.address)
+    if holder is not None and holder.kernel_id != kept.kernel_id:
+        raise PlanError(
+            f"cannot replace {address} yet: {kept.address} still records kernel "
+            f"{holder.kernel_id}, left by an interrupted replace; it is shut down first "
+            "(by an apply once nothing uses it, or with --force), then apply again"
+        )
+    return state.without(address).with_resource(kept)
 
 
 def _reinstate(state: State, old: Resource, deposed_address: str) -> State:

@@ -99,12 +99,18 @@ class Change:
 
 @dataclass(frozen=True)
 class StateUpdate:
-    """A change to kernelform's state alone; nothing is sent to a server."""
+    """A change to kernelform's state alone; nothing is sent to a server.
+
+    A ``confirm`` with a ``kernel_id`` adopts that kernel: an interrupted apply
+    started it on a server that ignores client-chosen ids, so the state had
+    only a placeholder id for it.
+    """
 
     kind: UpdateKind
     address: str
     detail: str
     new_address: str | None = None
+    kernel_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +118,7 @@ class StateUpdate:
             "address": self.address,
             "detail": self.detail,
             "new_address": self.new_address,
+            "kernel_id": self.kernel_id,
         }
 
     @classmethod
@@ -121,6 +128,7 @@ class StateUpdate:
             address=data["address"],
             detail=data["detail"],
             new_address=data.get("new_address"),
+            kernel_id=data.get("kernel_id"),
         )
 
 

@@ -8,6 +8,9 @@ tested table-style from case files. The rules, first match wins per address:
 situation                                      action     reason
 =============================================  =========  ==========================
 declared, not in state                         start      new
+pending start, its kernel id is running        (confirm)  (state update only)
+pending start, kernel found by spec and time   (confirm)  (adopts it; see below)
+pending start, several kernels could be it     start      blocked: names them
 in state, kernel gone from the server          start      vanished from the server
 declared on another server                     replace    server old → new
 spec or cwd differs                            replace    spec/cwd old → new
@@ -21,13 +24,30 @@ live, unmanaged, server prunes, not in use     shutdown   unmanaged
 
 A restart, replace or shutdown of a kernel in use is ``blocked`` when its
 declaration protects it (the default) and ``force`` is off.
+
+Pending starts. The executor records every start as *pending* before it asks
+the server. On a server that takes a client-chosen ``kernel_id``, the record
+holds that id: if it runs, the start is confirmed; if not, it is started again
+(with the same id). A server that ignores ``kernel_id`` picks the id itself, so
+the record holds a placeholder (``unknown:<uuid>``) and its start time; the
+kernel it may have started is then searched for among the server's kernels
+that no state entry owns, that run the same spec, are not in use, and were
+active since the start (``last_activity``, less ``ADOPTION_SLACK`` for clock
+skew). Identical declarations (same server, spec, cwd and revision) are
+interchangeable, so up to as many candidates as they have pending starts are
+adopted (a ``confirm`` update carrying the kernel id) and the rest started
+again. When more kernels could be theirs than they have pending starts, or two
+different declarations compete for the same kernels, nothing is guessed: the
+start is blocked (``--force`` does not lift it) and its reason names the
+candidates, which prune leaves alone.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 
 from kernelform.errors import PlanError
 from kernelform.facts import LiveServer
@@ -47,6 +67,26 @@ from kernelform.plan import (
 from kernelform.state import Resource, State
 
 PROTECTED_ACTIONS = frozenset({Action.RESTART, Action.REPLACE, Action.SHUTDOWN})
+PLACEHOLDER_PREFIX = "unknown:"
+ADOPTION_SLACK = timedelta(minutes=2)
+
+
+def placeholder_id() -> str:
+    """A kernel id for a pending start on a server that will choose the real one."""
+    return PLACEHOLDER_PREFIX + str(uuid.uuid4())
+
+
+def is_placeholder(kernel_id: str) -> bool:
+    return kernel_id.startswith(PLACEHOLDER_PREFIX)
+
+
+@dataclass(frozen=True)
+class _Search:
+    """Where a pending start's kernel may be: one to adopt, or several to choose from."""
+
+    server: str
+    adopt: Kernel | None = None
+    candidates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +94,16 @@ class _Context:
     live: Mapping[str, LiveServer]
     now: datetime
     force: bool
+    searches: Mapping[str, _Search] = field(default_factory=dict)
+
+    def reserved(self, server: str) -> set[str]:
+        """Kernel ids on *server* that a pending start may own: never pruned."""
+        ids: set[str] = set()
+        for search in self.searches.values():
+            if search.server == server:
+                ids.update(search.candidates)
+                ids.update([search.adopt.id] if search.adopt is not None else [])
+        return ids
 
 
 def make_plan(
@@ -66,10 +116,11 @@ def make_plan(
     force: bool = False,
 ) -> Plan:
     """Compute what it takes to make the servers match the manifest."""
-    ctx = _Context(live=live, now=now, force=force)
-    _check_specs(manifest, live, targets)
-    desired = [d for d in manifest.desired() if matches_target(d.address, targets)]
-    claimed = _claim_resources(manifest, state)
+    ctx = _Context(live=live, now=now, force=force, searches=_search_lost_starts(state, live))
+    declared = manifest.desired()
+    _check_specs(declared, live, targets)
+    desired = [d for d in declared if matches_target(d.address, targets)]
+    claimed = _claim_resources(declared, state)
     changes: list[Change] = []
     updates: list[StateUpdate] = []
     for item in desired:
@@ -113,7 +164,7 @@ def make_destroy_plan(
     force: bool = False,
 ) -> Plan:
     """Shut down every kernel kernelform manages (within *targets*)."""
-    ctx = _Context(live=live, now=now, force=force)
+    ctx = _Context(live=live, now=now, force=force, searches=_search_lost_starts(state, live))
     changes: list[Change] = []
     updates: list[StateUpdate] = []
     chosen = [r for r in state.resources.values() if matches_target(r.address, targets)]
@@ -126,10 +177,10 @@ def make_destroy_plan(
 
 
 def _check_specs(
-    manifest: Manifest, live: Mapping[str, LiveServer], targets: Sequence[str]
+    declared: Sequence[Desired], live: Mapping[str, LiveServer], targets: Sequence[str]
 ) -> None:
     problems: list[str] = []
-    for item in manifest.desired():
+    for item in declared:
         server = live.get(item.server)
         if server is None or not matches_target(item.address, targets):
             continue
@@ -144,23 +195,20 @@ def _check_specs(
         raise PlanError("\n".join(problems))
 
 
-def _claim_resources(manifest: Manifest, state: State) -> dict[str, Resource]:
+def _claim_resources(declared: Sequence[Desired], state: State) -> dict[str, Resource]:
     """Match state entries to declared addresses; ``etl`` and ``etl[0]`` are one kernel."""
+    addresses = {d.address for d in declared}
     claimed: dict[str, Resource] = {}
-    for item in manifest.desired():
+    for item in declared:
         resource = state.resources.get(item.address)
         if resource is None:
             alias = _alias(item)
             alias_resource = state.resources.get(alias) if alias else None
-            if alias_resource is not None and alias not in _declared(manifest):
+            if alias_resource is not None and alias not in addresses:
                 resource = alias_resource
         if resource is not None:
             claimed[item.address] = resource
     return claimed
-
-
-def _declared(manifest: Manifest) -> set[str]:
-    return {d.address for d in manifest.desired()}
 
 
 def _alias(item: Desired) -> str | None:
@@ -187,18 +235,24 @@ def _reconcile(
         return start, None
     old_server = ctx.live.get(resource.server)
     kernel = old_server.kernels.get(resource.kernel_id) if old_server else None
-    if kernel is None:
+    search = ctx.searches.get(resource.address)
+    confirm: StateUpdate | None = None
+    if kernel is None and search is not None and search.adopt is not None:
+        kernel = search.adopt
+        resource = replace(resource, kernel_id=kernel.id)
+        confirm = _adoption(item.address, kernel)
+    elif kernel is None and search is not None:
+        reason = _ambiguity(resource, search, item.address, declared=True)
+        return replace(start, reason=reason, blocked=True), None
+    elif kernel is None:
         reason = "start was interrupted" if resource.pending else "vanished from the server"
         return replace(start, reason=reason), None
-    confirm = (
-        StateUpdate(
+    elif resource.pending:
+        confirm = StateUpdate(
             kind=UpdateKind.CONFIRM,
             address=item.address,
             detail=f"kernel {kernel.id} started by an interrupted apply is running",
         )
-        if resource.pending
-        else None
-    )
     found = _drift(item, resource, kernel, ctx)
     if found is None:
         return None, confirm
@@ -258,12 +312,6 @@ def _retire(
             f"longer declares; declare the server again to shut the kernel down, or run "
             f"'kernelform state rm {resource.address}' to forget it"
         )
-    if resource.kernel_id not in server.kernels:
-        return None, StateUpdate(
-            kind=UpdateKind.FORGET,
-            address=resource.address,
-            detail=f"kernel {resource.kernel_id} is already gone from the server",
-        )
     name, _ = split_address(base_address(resource.address))
     declaration = manifest.kernels.get(name)
     protect = declaration.protect if declaration is not None else True
@@ -277,7 +325,21 @@ def _retire(
         cwd=resource.cwd,
         revision=resource.revision,
     )
-    return _guarded(change, ctx, server=resource.server, protect=protect), None
+    update: StateUpdate | None = None
+    search = ctx.searches.get(resource.address)
+    if resource.kernel_id not in server.kernels and search is not None:
+        if search.adopt is None:
+            reason = _ambiguity(resource, search, resource.address, declared=False)
+            return replace(change, kernel_id=None, reason=reason, blocked=True), None
+        change = replace(change, kernel_id=search.adopt.id)
+        update = _adoption(resource.address, search.adopt)
+    elif resource.kernel_id not in server.kernels:
+        return None, StateUpdate(
+            kind=UpdateKind.FORGET,
+            address=resource.address,
+            detail=f"kernel {resource.kernel_id} is already gone from the server",
+        )
+    return _guarded(change, ctx, server=resource.server, protect=protect), update
 
 
 def _prune(manifest: Manifest, state: State, ctx: _Context) -> list[Change]:
@@ -287,8 +349,9 @@ def _prune(manifest: Manifest, state: State, ctx: _Context) -> list[Change]:
         server = ctx.live.get(name)
         if not config.prune or server is None:
             continue
+        reserved = ctx.reserved(name)
         for kernel in server.kernels.values():
-            if (name, kernel.id) in owned or server.in_use(kernel.id):
+            if (name, kernel.id) in owned or kernel.id in reserved or server.in_use(kernel.id):
                 continue
             changes.append(
                 Change(
@@ -302,6 +365,82 @@ def _prune(manifest: Manifest, state: State, ctx: _Context) -> list[Change]:
                 )
             )
     return changes
+
+
+def _search_lost_starts(state: State, live: Mapping[str, LiveServer]) -> dict[str, _Search]:
+    """Look for the kernels of pending starts whose id the server could not be told.
+
+    See the module docstring: candidates are unowned, same spec, not in use and
+    active since the start; identical declarations share them out, anything
+    else with candidates is left for the user to decide.
+    """
+    owned = {(r.server, r.kernel_id) for r in state.resources.values()}
+    lost: dict[tuple[str, str], list[Resource]] = {}
+    for resource in state.resources.values():
+        server = live.get(resource.server)
+        if server is None or not resource.pending or resource.kernel_id in server.kernels:
+            continue
+        if server.accepts_kernel_id and not is_placeholder(resource.kernel_id):
+            continue
+        lost.setdefault((resource.server, resource.spec), []).append(resource)
+    searches: dict[str, _Search] = {}
+    for (name, spec), resources in lost.items():
+        server = live[name]
+        since = min(r.started_at for r in resources) - ADOPTION_SLACK
+        candidates = sorted(
+            (
+                k
+                for k in server.kernels.values()
+                if (name, k.id) not in owned
+                and k.name == spec
+                and not server.in_use(k.id)
+                and (k.last_activity is None or _aware(k.last_activity) >= since)
+            ),
+            key=lambda k: (_aware(k.last_activity) if k.last_activity else since, k.id),
+        )
+        if not candidates:
+            continue
+        alike = len({(r.cwd, r.revision) for r in resources}) == 1
+        if alike and len(candidates) <= len(resources):
+            ordered = sorted(resources, key=lambda r: (r.started_at, r.address))
+            for resource, kernel in zip(ordered, candidates, strict=False):
+                searches[resource.address] = _Search(server=name, adopt=kernel)
+            continue
+        ids = tuple(k.id for k in candidates)
+        for resource in resources:
+            searches[resource.address] = _Search(server=name, candidates=ids)
+    return searches
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def _adoption(address: str, kernel: Kernel) -> StateUpdate:
+    return StateUpdate(
+        kind=UpdateKind.CONFIRM,
+        address=address,
+        kernel_id=kernel.id,
+        detail=(
+            f"kernel {kernel.id} ({kernel.name}) is the one an interrupted apply started"
+            " (found by spec and start time: the server ignores client-chosen kernel ids)"
+        ),
+    )
+
+
+def _ambiguity(resource: Resource, search: _Search, address: str, *, declared: bool) -> str:
+    n = len(search.candidates)
+    kernels = f"{n} unmanaged {resource.spec} kernel{'' if n == 1 else 's'}"
+    then = (
+        f"then 'kernelform import {address} ID' with the right one, or apply to start a new one"
+        if declared
+        else "then shut down the one that is its kernel, if any"
+    )
+    return (
+        "an interrupted apply may have started it, but the server ignores client-chosen"
+        f" kernel ids and {kernels} could be it: {', '.join(search.candidates)};"
+        f" nothing is guessed: run 'kernelform state rm {resource.address}', {then}"
+    )
 
 
 def _guarded(change: Change, ctx: _Context, *, server: str, protect: bool) -> Change:

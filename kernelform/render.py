@@ -95,7 +95,9 @@ def _update_line(update: StateUpdate) -> Line:
 def _change_block(change: Change) -> list[Line]:
     symbol, style = SYMBOLS[change.action]
     title = f"  # {change.address} will be {VERBS[change.action]}"
-    if change.blocked:
+    if change.blocked and not _forceable(change):
+        title = f"  # {change.address} is BLOCKED (needs your decision)"
+    elif change.blocked:
         title = f"  # {change.address} is BLOCKED ({VERBS[change.action]} with --force)"
     block = [
         line(Segment(title, Style.BOLD), Segment(f": {change.reason}", Style.DIM)),
@@ -116,7 +118,7 @@ def _change_block(change: Change) -> list[Line]:
             block.append(line(f"        {name + ':':<10}{value}"))
     if change.sessions:
         block.append(line(Segment(f"        in use by {', '.join(change.sessions)}", Style.YELLOW)))
-    elif change.blocked:
+    elif change.blocked and _forceable(change):
         block.append(line(Segment("        in use by a connected client", Style.YELLOW)))
     return block
 
@@ -126,9 +128,9 @@ def summary_line(plan: Plan) -> Line:
     words = ", ".join(f"{counts[a.value]} {SUMMARY_WORDS[a]}" for a in Action)
     parts: list[str | Segment] = [Segment("Plan:", Style.BOLD), f" {words}."]
     if counts["blocked"]:
-        parts.append(
-            Segment(f" {counts['blocked']} blocked (in use; --force to include).", Style.YELLOW)
-        )
+        undecided = any(not _forceable(c) for c in plan.blocked)
+        why = "see above" if undecided else "in use; --force to include"
+        parts.append(Segment(f" {counts['blocked']} blocked ({why}).", Style.YELLOW))
     return line(*parts)
 
 
@@ -175,6 +177,16 @@ def render_report(report: Report, *, destroy: bool = False) -> list[Line]:
             )
         )
     for change in report.blocked:
+        if not _forceable(change):
+            lines.append(
+                line(
+                    Segment(
+                        f"  blocked: {change.address} ({change.action.value}): {change.reason}",
+                        Style.YELLOW,
+                    )
+                )
+            )
+            continue
         users = ", ".join(change.sessions) or "a connected client"
         lines.append(
             line(
@@ -186,3 +198,12 @@ def render_report(report: Report, *, destroy: bool = False) -> list[Line]:
             )
         )
     return lines
+
+
+def _forceable(change: Change) -> bool:
+    """Blocked because the kernel is in use (``--force`` lifts it), not for a decision.
+
+    The planner also blocks the start (or forget) of a pending kernel that it
+    cannot tell apart from other kernels; those carry no kernel id.
+    """
+    return change.kernel_id is not None

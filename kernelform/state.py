@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kernelform.errors import StateCorrupt, StateError, StateLocked, StateWriteError
+from kernelform.faults import fail_point
 
 FORMAT_VERSION = 1
 POLL_INTERVAL = 0.1
@@ -440,6 +441,7 @@ class FileStateStore:
         if previous is not None:
             self._check_replaceable(self._parse(previous), written)
         try:
+            fail_point("state-write", str(self.path))
             self._ensure_dir()
             if previous is not None:
                 _atomic_write(self.backup_path, previous)

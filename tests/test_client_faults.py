@@ -199,10 +199,17 @@ def test_extra_fields_and_missing_optional_ones_are_tolerated() -> None:
 
 @pytest.mark.parametrize(
     ("answer", "expected"),
-    [({"version": "2.21.1"}, (2, 21, 1)), ({"version": "7.0.0a3"}, (7, 0, 0)), ({}, None)],
+    [
+        ({"version": "2.21.1"}, (2, 21, 1)),
+        ({"version": "3.0.0a3"}, (3, 0, 0)),
+        ({"version": "2.14.2"}, (2, 14, 2)),
+        ({"version": "6.5.4"}, (6, 5, 4)),
+        ({}, None),
+    ],
 )
 def test_server_version_parsing(answer: dict[str, str], expected: Any) -> None:
     with served(lambda r, n: json_reply(200, answer)) as (fake, client):
         assert client.server_version() == expected
-        assert client.accepts_kernel_id() is (expected is not None and expected >= (2, 21))
+        takes_ids = expected is not None and (2, 21) <= expected[:2] < (4, 0)
+        assert client.accepts_kernel_id() is takes_ids
     assert fake.requests[0].path == "/api"
