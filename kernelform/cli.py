@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from kernelform.plan import Plan as KfPlan
     from kernelform.render import Line, Segment
     from kernelform.state import State
-    from kernelform.workspace import Workspace
+    from kernelform.workspace import Settings, Workspace
 
 DEFAULT_MANIFEST = "kernelform.yaml"
 
@@ -233,8 +233,7 @@ def parse_lock_timeout(ctx: click.Context, param: click.Parameter, value: str) -
         raise click.BadParameter(str(e)) from e
 
 
-def workspace_options(command: F) -> F:
-    """-f/--file, --state, --lock-timeout and --no-color, shared by manifest commands."""
+def _workspace_options(command: F) -> F:
     options = [
         click.option(
             "-f",
@@ -268,8 +267,7 @@ def workspace_options(command: F) -> F:
     return command
 
 
-def plan_options(command: F) -> F:
-    """--target, --force and --parallelism, shared by plan, apply and destroy."""
+def _plan_options(command: F) -> F:
     options = [
         click.option(
             "-t",
@@ -296,6 +294,44 @@ def plan_options(command: F) -> F:
     return command
 
 
+def workspace_command(*, planning: bool = False) -> Callable[[Callable[..., None]], Any]:
+    """Add the options every manifest command shares, and hand the command a
+    ``Workspace`` built from them (and a ``Printer``) instead of the raw options.
+
+    With *planning*, also --target, --force and --parallelism.
+    """
+
+    def decorate(function: Callable[..., None]) -> Any:
+        @wraps(function)
+        def command(
+            *,
+            manifest: Path,
+            state_path: Path | None,
+            lock_timeout: float,
+            no_color: bool,
+            targets: tuple[str, ...] = (),
+            force: bool = False,
+            parallelism: int = 10,
+            **args: Any,
+        ) -> None:
+            from kernelform.workspace import Settings
+
+            settings = Settings(
+                manifest_path=manifest,
+                state_path=state_path,
+                lock_timeout=lock_timeout,
+                targets=targets,
+                force=force,
+                parallelism=parallelism,
+            )
+            with open_workspace(settings) as workspace:
+                function(workspace, Printer(no_color=no_color), **args)
+
+        return _workspace_options(_plan_options(command) if planning else command)
+
+    return decorate
+
+
 class Printer:
     """The one place that writes human output, in colour or not."""
 
@@ -317,25 +353,9 @@ class Printer:
         return click.style(segment.text, fg=style)
 
 
-def open_workspace(
-    *,
-    manifest: Path,
-    state_path: Path | None,
-    lock_timeout: float,
-    targets: tuple[str, ...] = (),
-    force: bool = False,
-    parallelism: int = 10,
-) -> Workspace:
-    from kernelform.workspace import Settings, Workspace
+def open_workspace(settings: Settings) -> Workspace:
+    from kernelform.workspace import Workspace
 
-    settings = Settings(
-        manifest_path=manifest,
-        state_path=state_path,
-        lock_timeout=lock_timeout,
-        targets=targets,
-        force=force,
-        parallelism=parallelism,
-    )
     workspace = Workspace(settings)
     _opened_workspaces.append(workspace)
     return workspace
@@ -352,22 +372,18 @@ def warn_clear_text(workspace: Workspace) -> None:
 
 
 @cli.command()
-@workspace_options
-def validate(manifest: Path, state_path: Path | None, lock_timeout: float, no_color: bool) -> None:
+@workspace_command()
+def validate(workspace: Workspace, printer: Printer) -> None:
     """Check the manifest without contacting any server."""
-    from kernelform.manifest import load_manifest
-
-    loaded = load_manifest(manifest)
-    addresses = len(loaded.desired())
+    loaded = workspace.manifest
     emit(
-        f"{manifest}: valid ({len(loaded.servers)} server(s), {len(loaded.kernels)} kernel(s), "
-        f"{addresses} address(es))."
+        f"{loaded.path}: valid ({len(loaded.servers)} server(s), {len(loaded.kernels)} "
+        f"kernel(s), {len(loaded.desired())} address(es))."
     )
 
 
 @cli.command()
-@workspace_options
-@plan_options
+@workspace_command(planning=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON document.")
 @click.option(
     "--out",
@@ -381,13 +397,8 @@ def validate(manifest: Path, state_path: Path | None, lock_timeout: float, no_co
     help="Exit 0 for no changes, 1 for an error, 2 when there are changes.",
 )
 def plan(
-    manifest: Path,
-    state_path: Path | None,
-    lock_timeout: float,
-    no_color: bool,
-    targets: tuple[str, ...],
-    force: bool,
-    parallelism: int,
+    workspace: Workspace,
+    printer: Printer,
     as_json: bool,
     out: Path | None,
     detailed_exitcode: bool,
@@ -395,18 +406,9 @@ def plan(
     """Show what apply would change, and why."""
     from kernelform.render import render_plan
 
-    printer = Printer(no_color=no_color)
-    with open_workspace(
-        manifest=manifest,
-        state_path=state_path,
-        lock_timeout=lock_timeout,
-        targets=targets,
-        force=force,
-        parallelism=parallelism,
-    ) as workspace:
-        warn_clear_text(workspace)
-        with workspace.locked("plan"):
-            computed, _, _ = workspace.plan()
+    warn_clear_text(workspace)
+    with workspace.locked("plan"):
+        computed, _, _ = workspace.plan()
     if out is not None:
         save_plan(computed, out)
     if as_json:
@@ -495,116 +497,75 @@ def carry_out(
 
 
 @cli.command()
-@workspace_options
-@plan_options
+@workspace_command(planning=True)
 @click.option("--auto-approve", is_flag=True, help="Apply without asking for 'yes'.")
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 def apply(
-    manifest: Path,
-    state_path: Path | None,
-    lock_timeout: float,
-    no_color: bool,
-    targets: tuple[str, ...],
-    force: bool,
-    parallelism: int,
-    auto_approve: bool,
-    plan_file: Path | None,
+    workspace: Workspace, printer: Printer, auto_approve: bool, plan_file: Path | None
 ) -> None:
     """Make the servers match the manifest (or carry out a saved PLAN_FILE)."""
     from kernelform.render import render_plan
 
-    printer = Printer(no_color=no_color)
-    saved = load_plan(plan_file) if plan_file is not None else None
-    if saved is not None and manifest == Path(DEFAULT_MANIFEST) and saved.manifest_path:
+    if plan_file is not None:
+        saved = load_plan(plan_file)
+        with open_workspace(for_saved_plan(workspace.settings, saved)) as planned:
+            warn_clear_text(planned)
+            with planned.locked("apply"):
+                live, state = planned.check_saved(saved)
+                carry_out(planned, saved, live=live, state=state, printer=printer)
+        return
+    warn_clear_text(workspace)
+    with workspace.locked("apply"):
+        computed, live, state = workspace.plan(destroy=False)
+        printer.lines(render_plan(computed))
+        if computed.runnable:
+            emit()
+            confirm("Do you want to perform these actions?", auto_approve=auto_approve)
+        carry_out(workspace, computed, live=live, state=state, printer=printer)
+
+
+def for_saved_plan(settings: Settings, saved: KfPlan) -> Settings:
+    """A saved plan brings its targets, and its manifest unless -f names one."""
+    from dataclasses import replace
+
+    manifest = settings.manifest_path
+    if manifest == Path(DEFAULT_MANIFEST) and saved.manifest_path:
         manifest = Path(saved.manifest_path)
-    with open_workspace(
-        manifest=manifest,
-        state_path=state_path,
-        lock_timeout=lock_timeout,
-        targets=saved.targets if saved else targets,
-        force=force,
-        parallelism=parallelism,
-    ) as workspace:
-        warn_clear_text(workspace)
-        with workspace.locked("apply"):
-            if saved is not None:
-                live, state = workspace.check_saved(saved)
-                computed = saved
-            else:
-                computed, live, state = workspace.plan(destroy=False)
-                printer.lines(render_plan(computed))
-                if computed.runnable:
-                    emit()
-                    confirm("Do you want to perform these actions?", auto_approve=auto_approve)
-            carry_out(workspace, computed, live=live, state=state, printer=printer)
+    return replace(settings, manifest_path=manifest, targets=saved.targets)
 
 
 @cli.command()
-@workspace_options
-@plan_options
+@workspace_command(planning=True)
 @click.option("--auto-approve", is_flag=True, help="Destroy without asking for 'yes'.")
-def destroy(
-    manifest: Path,
-    state_path: Path | None,
-    lock_timeout: float,
-    no_color: bool,
-    targets: tuple[str, ...],
-    force: bool,
-    parallelism: int,
-    auto_approve: bool,
-) -> None:
+def destroy(workspace: Workspace, printer: Printer, auto_approve: bool) -> None:
     """Shut down every kernel kernelform manages, and empty the state."""
     from kernelform.render import render_plan
 
-    printer = Printer(no_color=no_color)
-    with open_workspace(
-        manifest=manifest,
-        state_path=state_path,
-        lock_timeout=lock_timeout,
-        targets=targets,
-        force=force,
-        parallelism=parallelism,
-    ) as workspace:
-        warn_clear_text(workspace)
-        with workspace.locked("destroy"):
-            computed, live, state = workspace.plan(destroy=True)
-            printer.lines(render_plan(computed))
-            if computed.runnable:
-                emit()
-                confirm("Do you really want to shut down these kernels?", auto_approve=auto_approve)
-            carry_out(workspace, computed, live=live, state=state, printer=printer)
+    warn_clear_text(workspace)
+    with workspace.locked("destroy"):
+        computed, live, state = workspace.plan(destroy=True)
+        printer.lines(render_plan(computed))
+        if computed.runnable:
+            emit()
+            confirm("Do you really want to shut down these kernels?", auto_approve=auto_approve)
+        carry_out(workspace, computed, live=live, state=state, printer=printer)
 
 
 @cli.command("import")
-@workspace_options
+@workspace_command()
 @click.argument("address")
 @click.argument("kernel_id")
-def import_(
-    manifest: Path,
-    state_path: Path | None,
-    lock_timeout: float,
-    no_color: bool,
-    address: str,
-    kernel_id: str,
-) -> None:
+def import_(workspace: Workspace, printer: Printer, address: str, kernel_id: str) -> None:
     """Adopt the running kernel KERNEL_ID for the declared ADDRESS."""
-    with (
-        open_workspace(
-            manifest=manifest, state_path=state_path, lock_timeout=lock_timeout
-        ) as workspace,
-        workspace.locked("import"),
-    ):
+    with workspace.locked("import"):
         resource = workspace.import_kernel(address, kernel_id)
     emit(f"Imported kernel {resource.kernel_id} as {resource.address}.")
 
 
 @cli.command("force-unlock")
-@workspace_options
-def force_unlock(
-    manifest: Path, state_path: Path | None, lock_timeout: float, no_color: bool
-) -> None:
+@workspace_command()
+def force_unlock(workspace: Workspace, printer: Printer) -> None:
     """Remove a state lock left behind by a dead process."""
-    workspace = open_workspace(manifest=manifest, state_path=state_path, lock_timeout=0)
     removed = workspace.store.force_unlock()
     if removed is None:
         emit(f"The state at {workspace.store.location} is not locked.")
@@ -618,17 +579,13 @@ def state() -> None:
 
 
 @state.command("list")
-@workspace_options
+@workspace_command()
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of objects.")
-def state_list(
-    manifest: Path, state_path: Path | None, lock_timeout: float, no_color: bool, as_json: bool
-) -> None:
+def state_list(workspace: Workspace, printer: Printer, as_json: bool) -> None:
     """List the kernels kernelform manages."""
-    workspace = open_workspace(manifest=manifest, state_path=state_path, lock_timeout=0)
-    resources = list(workspace.store.read().resources.values())
     rows = [
         {"address": r.address, "server": r.server, "kernel_id": r.kernel_id, "spec": r.spec}
-        for r in resources
+        for r in workspace.store.read().resources.values()
     ]
     if as_json:
         emit_json(rows)
@@ -638,15 +595,12 @@ def state_list(
 
 
 @state.command("show")
-@workspace_options
+@workspace_command()
 @click.argument("address")
-def state_show(
-    manifest: Path, state_path: Path | None, lock_timeout: float, no_color: bool, address: str
-) -> None:
+def state_show(workspace: Workspace, printer: Printer, address: str) -> None:
     """Show everything recorded for ADDRESS, as JSON."""
     from kernelform.errors import StateError
 
-    workspace = open_workspace(manifest=manifest, state_path=state_path, lock_timeout=0)
     resources = workspace.store.read().resources
     if address not in resources:
         raise StateError(f"{address} is not in the state; see 'kernelform state list'")
@@ -654,17 +608,10 @@ def state_show(
 
 
 @state.command("rm")
-@workspace_options
+@workspace_command()
 @click.argument("addresses", nargs=-1, required=True)
-def state_rm(
-    manifest: Path,
-    state_path: Path | None,
-    lock_timeout: float,
-    no_color: bool,
-    addresses: tuple[str, ...],
-) -> None:
+def state_rm(workspace: Workspace, printer: Printer, addresses: tuple[str, ...]) -> None:
     """Forget ADDRESSES without shutting their kernels down."""
-    workspace = open_workspace(manifest=manifest, state_path=state_path, lock_timeout=lock_timeout)
     with workspace.locked("state rm"):
         removed = workspace.forget(addresses)
     for resource in removed:
