@@ -363,10 +363,10 @@ def open_workspace(settings: Settings) -> Workspace:
 
 def warn_clear_text(workspace: Workspace) -> None:
     """Warn once per server whose token travels in clear text or unverified TLS."""
-    for server in workspace.clear_text_servers():
-        warn(f"the token for {server} is sent over plain http; use https")
     for name in workspace.manifest.servers:
         client = workspace.client(name)
+        if client.sends_token_in_clear:
+            warn(f"the token for {client.server} is sent over plain http; use https")
         if client.skips_tls_verification:
             warn(f"the TLS certificate of {client.server} is not verified (insecure: true)")
 

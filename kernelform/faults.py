@@ -23,7 +23,7 @@ import signal
 import threading
 from collections import Counter
 
-ENV = "KERNELFORM_CRASH_AT"
+CRASH_ENV = "KERNELFORM_CRASH_AT"
 FAIL_ENV = "KERNELFORM_FAIL_AT"
 
 _passes: Counter[str] = Counter()
@@ -33,33 +33,33 @@ _lock = threading.Lock()
 
 def checkpoint(name: str) -> None:
     """Count a pass through *name*; die here if the environment asks for it."""
-    target = os.environ.get(ENV)
-    if not target:
-        return
-    wanted, _, nth = target.rpartition(":")
-    if wanted != name:
-        return
-    with _lock:
-        _passes[name] += 1
-        if str(_passes[name]) == nth:
-            os.kill(os.getpid(), signal.SIGKILL)
+    found = _count_pass(CRASH_ENV, name, _passes)
+    if found is not None and str(found[0]) == found[1]:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def fail_point(name: str, filename: str | None = None) -> None:
     """Count a pass through *name*; raise ``OSError(ENOSPC)`` if the environment asks."""
-    target = os.environ.get(FAIL_ENV)
-    if not target:
+    found = _count_pass(FAIL_ENV, name, _failures)
+    if found is None:
         return
-    wanted, _, nth = target.rpartition(":")
-    if wanted != name:
-        return
-    from_then_on = nth.endswith("+")
+    count, nth = found
     try:
         first = int(nth.removesuffix("+"))
     except ValueError:
         return
-    with _lock:
-        _failures[name] += 1
-        count = _failures[name]
-    if count == first or (from_then_on and count > first):
+    if count == first or (nth.endswith("+") and count > first):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), filename)
+
+
+def _count_pass(env: str, name: str, passes: Counter[str]) -> tuple[int, str] | None:
+    """When ``$env`` is ``NAME:WHEN`` for this *name*: the pass number and WHEN."""
+    target = os.environ.get(env)
+    if not target:
+        return None
+    wanted, _, when = target.rpartition(":")
+    if wanted != name:
+        return None
+    with _lock:
+        passes[name] += 1
+        return passes[name], when

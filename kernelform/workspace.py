@@ -98,14 +98,6 @@ class Workspace:
             )
         return self._clients[server]
 
-    def clear_text_servers(self) -> list[str]:
-        """Servers whose token would cross the network unencrypted."""
-        return [
-            self.client(name).server
-            for name in self.manifest.servers
-            if self.client(name).sends_token_in_clear
-        ]
-
     def refresh(self, servers: set[str] | None = None) -> dict[str, LiveServer]:
         """Read the servers this run involves (all declared ones by default)."""
         names = sorted(servers if servers is not None else self.manifest.servers)
