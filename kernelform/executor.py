@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import Any
 
 from kernelform import faults
+from kernelform.address import parse_address
 from kernelform.client import JupyterClient
 from kernelform.errors import (
     ConnectError,
@@ -44,7 +45,7 @@ from kernelform.errors import (
     StateWriteError,
 )
 from kernelform.facts import LiveServer
-from kernelform.plan import Action, Change, Plan, UpdateKind, deposed
+from kernelform.plan import Action, Change, Plan, UpdateKind
 from kernelform.planner import is_placeholder, placeholder_id
 from kernelform.state import Resource, State, StateStore
 
@@ -276,7 +277,7 @@ class _Runner:
     def _replace(self, change: Change) -> str:
         assert change.kernel_id is not None
         old = self._recorder.state.resources.get(change.address)
-        deposed_address = deposed(change.address)
+        deposed_address = str(parse_address(change.address).as_deposed())
         if old is not None:
             kept = replace(old, address=deposed_address)
             self._recorder.update(lambda s: _depose(s, change.address, kept))

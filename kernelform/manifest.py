@@ -75,6 +75,7 @@ from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.scanner import Scanner
 
+from kernelform.address import Address
 from kernelform.duration import format_duration, parse_duration
 from kernelform.errors import ManifestError, Problem
 
@@ -89,7 +90,6 @@ __all__ = [
     "load_manifest",
     "parse_duration",
     "parse_manifest",
-    "split_address",
 ]
 
 MAX_BYTES = 256 * 1024
@@ -99,7 +99,6 @@ MAX_NODES = 10_000
 MAX_PROBLEMS = 100
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_ADDRESS = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)(?:\[(0|[1-9][0-9]{0,8})\])?")
 _SPEC = re.compile(r"[A-Za-z0-9._-]+")  # what jupyter_client accepts as a kernelspec name
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NON_PRINTABLE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -171,7 +170,7 @@ class Manifest:
         for decl in self.kernels.values():
             indexes: list[int | None] = [None] if decl.count is None else list(range(decl.count))
             for index in indexes:
-                address = decl.name if index is None else f"{decl.name}[{index}]"
+                address = str(Address(decl.name, index))
                 out.append(
                     Desired(
                         address=address,
@@ -187,17 +186,6 @@ class Manifest:
                     )
                 )
         return out
-
-
-def split_address(address: str) -> tuple[str, int | None]:
-    """``'etl[3]'`` -> ``('etl', 3)``; ``'etl'`` -> ``('etl', None)``; else ValueError."""
-    match = _ADDRESS.fullmatch(address)
-    if match is None:
-        raise ValueError(
-            f"invalid kernel address {_q(address)}: expected NAME or NAME[INDEX], e.g. etl[0]"
-        )
-    name, index = match.groups()
-    return name, None if index is None else int(index)
 
 
 def load_manifest(

@@ -9,7 +9,7 @@ through ``to_dict``/``from_dict``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -18,7 +18,6 @@ from typing import Any
 from kernelform.errors import PlanError
 
 FORMAT_VERSION = "1"
-DEPOSED_SUFFIX = "~deposed"
 
 
 class Action(str, Enum):
@@ -234,24 +233,3 @@ class Plan:
                 f"{source} is a damaged plan file ({type(e).__name__}: {e}); "
                 "make a new one with 'kernelform plan --out'"
             ) from e
-
-
-def matches_target(address: str, targets: Sequence[str]) -> bool:
-    """``etl`` targets ``etl`` and every ``etl[i]``; ``etl[1]`` only itself."""
-    if not targets:
-        return True
-    return any(address == t or address.startswith(t + "[") for t in targets)
-
-
-def deposed(address: str) -> str:
-    """Where a replace keeps the old kernel until the new one runs."""
-    return address + DEPOSED_SUFFIX
-
-
-def is_deposed(address: str) -> bool:
-    return address.endswith(DEPOSED_SUFFIX)
-
-
-def base_address(address: str) -> str:
-    """``etl[1]~deposed`` → ``etl[1]``."""
-    return address.removesuffix(DEPOSED_SUFFIX)

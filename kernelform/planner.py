@@ -49,9 +49,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
+from kernelform.address import matches_target, parse_address
+from kernelform.duration import format_duration
 from kernelform.errors import PlanError
 from kernelform.facts import LiveServer
-from kernelform.manifest import Desired, Manifest, format_duration, split_address
+from kernelform.manifest import Desired, Manifest
 from kernelform.models import Kernel
 from kernelform.plan import (
     Action,
@@ -60,9 +62,6 @@ from kernelform.plan import (
     Plan,
     StateUpdate,
     UpdateKind,
-    base_address,
-    is_deposed,
-    matches_target,
 )
 from kernelform.state import Resource, State
 
@@ -143,7 +142,7 @@ def make_plan(
     for resource in sorted(leftovers, key=_removal_order):
         reason = (
             "left over from an interrupted replace"
-            if is_deposed(resource.address)
+            if parse_address(resource.address).deposed
             else "no longer declared"
         )
         change, update = _retire(resource, manifest, ctx, reason=reason)
@@ -312,8 +311,7 @@ def _retire(
             f"longer declares; declare the server again to shut the kernel down, or run "
             f"'kernelform state rm {resource.address}' to forget it"
         )
-    name, _ = split_address(base_address(resource.address))
-    declaration = manifest.kernels.get(name)
+    declaration = manifest.kernels.get(parse_address(resource.address).name)
     protect = declaration.protect if declaration is not None else True
     change = Change(
         address=resource.address,
@@ -496,9 +494,8 @@ def _finish(
     )
 
 
-def _removal_order(resource: Resource) -> tuple[str, int]:
-    name, index = split_address(base_address(resource.address))
-    return name, -(index or 0)
+def _removal_order(resource: Resource) -> tuple[str, str, int]:
+    return parse_address(resource.address).removal_key()
 
 
 def _show(value: str | None) -> str:

@@ -15,12 +15,13 @@ from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
+from kernelform.address import matches_target, parse_address
 from kernelform.client import JupyterClient, Timeouts
 from kernelform.errors import KernelformError, PlanError, StalePlan
 from kernelform.executor import Outcome, Report, execute
 from kernelform.facts import LiveServer, gather_facts
-from kernelform.manifest import Manifest, load_manifest, split_address
-from kernelform.plan import Plan, matches_target
+from kernelform.manifest import Manifest, load_manifest
+from kernelform.plan import Plan
 from kernelform.planner import make_destroy_plan, make_plan
 from kernelform.state import FileStateStore, LockInfo, Resource, State, StateStore
 
@@ -187,8 +188,7 @@ class Workspace:
         desired = {d.address: d for d in self.manifest.desired()}
         item = desired.get(address)
         if item is None:
-            name, _ = split_address(address)
-            hint = [a for a in desired if a == name or a.startswith(name + "[")]
+            hint = [a for a in desired if matches_target(a, [parse_address(address).name])]
             raise KernelformError(
                 f"{address} is not declared in {self.manifest.path}"
                 + (f"; declared: {', '.join(hint)}" if hint else "")

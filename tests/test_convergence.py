@@ -63,12 +63,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from kernelform.address import parse_address
 from kernelform.client import JupyterClient
 from kernelform.errors import PlanError
 from kernelform.executor import execute
 from kernelform.facts import LiveServer, gather_facts, read_server
-from kernelform.manifest import Manifest, load_manifest, parse_manifest, split_address
-from kernelform.plan import Action, Change, Plan, UpdateKind, base_address, deposed
+from kernelform.manifest import Manifest, load_manifest, parse_manifest
+from kernelform.plan import Action, Change, Plan, UpdateKind
 from kernelform.planner import make_plan
 from kernelform.state import FileStateStore, Resource, State, new_state
 from tests.fakeserver import FakeJupyter, FakeKernel, MemoryStore, Op
@@ -348,7 +349,7 @@ def scenarios(draw: st.DrawFn, *, real: bool = False) -> Scenario:
     odd = odd_addresses(kernels, deposed=not real)
     addresses += draw(st.lists(st.sampled_from(odd), unique=True, max_size=1 if real else 3))
     for address in addresses:
-        name, _ = split_address(base_address(address))
+        name = parse_address(address).name
         decl = declared.get(name)
         recorded = {
             "server": draw(st.sampled_from(names)),
@@ -413,7 +414,7 @@ def key(change: Change) -> tuple[str, str, str | None]:
 
 def protected(manifest: Manifest, address: str) -> bool:
     """Whether a state entry at *address* is protected (undeclared ones are)."""
-    name, _ = split_address(base_address(address))
+    name = parse_address(address).name
     declaration = manifest.kernels.get(name)
     return declaration.protect if declaration is not None else True
 
@@ -657,9 +658,10 @@ def run_scenario(scenario: Scenario, order: st.DataObject | None) -> State | Non
     failed = [o.change for o in report.failed]
     for outcome in report.failed:
         change = outcome.change
-        assert change.action is Action.REPLACE and deposed(change.address) in state0.resources, (
-            outcome
-        )
+        assert (
+            change.action is Action.REPLACE
+            and str(parse_address(change.address).as_deposed()) in state0.resources
+        ), outcome
         assert "still records kernel" in (outcome.error or ""), outcome
         event("replace failed: deposed slot still held")
     assert store.state == state1

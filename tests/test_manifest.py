@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from kernelform.address import Address, parse_address
 from kernelform.errors import ManifestError, Problem
 from kernelform.manifest import (
     Desired,
@@ -21,7 +22,6 @@ from kernelform.manifest import (
     load_manifest,
     parse_duration,
     parse_manifest,
-    split_address,
 )
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -562,35 +562,12 @@ def test_format_parse_round_trip(seconds: int) -> None:
     assert parse_duration(format_duration(td)) == td
 
 
-@pytest.mark.parametrize(
-    ("address", "expected"),
-    [
-        ("etl", ("etl", None)),
-        ("etl[0]", ("etl", 0)),
-        ("etl[3]", ("etl", 3)),
-        ("a.b-c_d[12]", ("a.b-c_d", 12)),
-        ("_x", ("_x", None)),
-    ],
-)
-def test_split_address(address: str, expected: tuple[str, int | None]) -> None:
-    assert split_address(address) == expected
-
-
-@pytest.mark.parametrize(
-    "address",
-    ["", "etl[", "etl[]", "etl[-1]", "etl[01]", "etl[1]x", "1etl", "[0]", "e tl", "a[1][2]"],
-)
-def test_split_address_rejects(address: str) -> None:
-    with pytest.raises(ValueError, match="invalid kernel address"):
-        split_address(address)
-
-
-def test_split_address_inverts_desired() -> None:
+def test_addresses_of_desired_parse_back() -> None:
     manifest = parse(LAB + "kernels:\n  a: {spec: x, count: 2}\n  b: {spec: x}\n")
-    assert [split_address(d.address) for d in manifest.desired()] == [
-        ("a", 0),
-        ("a", 1),
-        ("b", None),
+    assert [parse_address(d.address) for d in manifest.desired()] == [
+        Address("a", 0),
+        Address("a", 1),
+        Address("b", None),
     ]
 
 
