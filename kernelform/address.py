@@ -22,15 +22,15 @@ target covers the more specific addresses: ``etl`` covers ``etl``, every
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from kernelform.wording import quoted
+
 __all__ = [
     "DEPOSED_SUFFIX",
     "Address",
-    "closest",
     "matches_target",
     "parse_address",
     "parse_target",
@@ -90,7 +90,7 @@ def parse_address(text: str) -> Address:
     body = text.removesuffix(DEPOSED_SUFFIX)
     match = _ADDRESS.fullmatch(body)
     if match is None:
-        raise ValueError(f"invalid kernel address {_show(text)}: {_HELP}")
+        raise ValueError(f"invalid kernel address {quoted(text)}: {_HELP}")
     name, index, user = match.groups()
     return Address(name, None if index is None else int(index), user, deposed=body != text)
 
@@ -100,7 +100,7 @@ def parse_target(text: str) -> Address:
     target = parse_address(text)
     if target.deposed:
         raise ValueError(
-            f"invalid target {_show(text)}: target the address itself ({target.base}); "
+            f"invalid target {quoted(text)}: target the address itself ({target.base}); "
             "its deposed kernel goes with it"
         )
     return target
@@ -127,15 +127,6 @@ def unmatched_targets(targets: Sequence[str], addresses: Iterable[str]) -> list[
     return [t for t in targets if not any(a.covered_by(_target(t)) for a in known)]
 
 
-def closest(word: str, candidates: Iterable[str]) -> str | None:
-    """The candidate a mistyped *word* most likely meant, if any is close."""
-    pool = sorted(set(candidates))
-    found = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
-    if not found:
-        found = [c for c in pool if c.lower() == word.lower()]
-    return found[0] if found else None
-
-
 def _target(text: str) -> Address:
     return parse_address(text).base
 
@@ -145,7 +136,3 @@ def _parsed(text: str) -> Address | None:
         return parse_address(text).base
     except ValueError:
         return None
-
-
-def _show(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:39] + "…")

@@ -219,7 +219,7 @@ def kernels_specs(client: JupyterClient) -> Any:
 
 
 def parse_lock_timeout(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    from kernelform.manifest import parse_duration
+    from kernelform.duration import parse_duration
 
     if value in ("0", "0s"):
         return 0.0
@@ -584,7 +584,7 @@ def state() -> None:
 def state_list(workspace: Workspace, printer: Printer, as_json: bool) -> None:
     """List the kernels kernelform manages."""
     rows = [
-        {"address": r.address, "server": r.server, "kernel_id": r.kernel_id, "spec": r.spec}
+        {"address": r.address, "server": r.server, "kernel_id": r.kernel_id, "spec": r.recipe.spec}
         for r in workspace.store.read().resources.values()
     ]
     if as_json:

@@ -234,7 +234,6 @@ class _Runner:
         return change.kernel_id
 
     def _start(self, change: Change) -> str:
-        assert change.spec is not None
         client = self._clients[change.server]
         chosen = (
             self._pending_id(change) or str(uuid.uuid4())
@@ -249,7 +248,8 @@ class _Runner:
         self._recorder.update(lambda s: s.with_resource(pending))
         try:
             faults.checkpoint("before-start")
-            kernel = client.start_kernel(change.spec, path=change.cwd, kernel_id=chosen)
+            recipe = change.recipe
+            kernel = client.start_kernel(recipe.spec, path=recipe.cwd, kernel_id=chosen)
             faults.checkpoint("after-start")
         except (RequestTimeout, ConnectError):
             raise  # it may have started: the pending record lets the next run find out
@@ -302,7 +302,7 @@ def _restarted(state: State, change: Change, now: datetime) -> State:
     resource = state.resources.get(change.address)
     if resource is None:
         return state
-    return state.with_resource(replace(resource, revision=change.revision, started_at=now))
+    return state.with_resource(replace(resource, recipe=change.recipe, started_at=now))
 
 
 def _depose(state: State, address: str, kept: Resource) -> State:
@@ -331,14 +331,11 @@ def _reinstate(state: State, old: Resource, deposed_address: str) -> State:
 
 
 def _resource(change: Change, *, kernel_id: str, now: datetime, pending: bool) -> Resource:
-    assert change.spec is not None
     return Resource(
         address=change.address,
         server=change.server,
         kernel_id=kernel_id,
-        spec=change.spec,
-        cwd=change.cwd,
-        revision=change.revision,
+        recipe=change.recipe,
         started_at=now,
         pending=pending,
     )

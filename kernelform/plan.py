@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Any
 
 from kernelform.errors import PlanError
+from kernelform.recipe import Recipe
 
 FORMAT_VERSION = "1"
 
@@ -38,14 +39,14 @@ class UpdateKind(str, Enum):
     FORGET = "forget"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Change:
     """One action on one kernel, with the reason it is needed.
 
-    ``kernel_id`` is the live kernel acted on (None for a start). ``spec``,
-    ``cwd`` and ``revision`` describe the kernel as it will be afterwards (for a
-    shutdown: as it is). ``blocked`` changes touch a kernel in use and are only
-    carried out with ``--force``; ``sessions`` names what uses it.
+    ``kernel_id`` is the live kernel acted on (None for a start). ``recipe``
+    describes the kernel as it will be afterwards (for a shutdown: as it is).
+    ``blocked`` changes touch a kernel in use and are only carried out with
+    ``--force``; ``sessions`` names what uses it.
     ``old_server`` is set when a replace moves the kernel to another server.
     """
 
@@ -53,10 +54,8 @@ class Change:
     server: str
     action: Action
     reason: str
+    recipe: Recipe
     kernel_id: str | None = None
-    spec: str | None = None
-    cwd: str | None = None
-    revision: str | None = None
     blocked: bool = False
     sessions: tuple[str, ...] = ()
     managed: bool = True
@@ -69,9 +68,7 @@ class Change:
             "action": self.action.value,
             "reason": self.reason,
             "kernel_id": self.kernel_id,
-            "spec": self.spec,
-            "cwd": self.cwd,
-            "revision": self.revision,
+            **self.recipe.to_dict(),
             "blocked": self.blocked,
             "sessions": list(self.sessions),
             "managed": self.managed,
@@ -86,9 +83,7 @@ class Change:
             action=Action(data["action"]),
             reason=data["reason"],
             kernel_id=data.get("kernel_id"),
-            spec=data.get("spec"),
-            cwd=data.get("cwd"),
-            revision=data.get("revision"),
+            recipe=Recipe.from_dict(data),
             blocked=bool(data.get("blocked", False)),
             sessions=tuple(data.get("sessions", ())),
             managed=bool(data.get("managed", True)),

@@ -63,6 +63,7 @@ from kernelform.plan import (
     StateUpdate,
     UpdateKind,
 )
+from kernelform.recipe import Effect, Recipe
 from kernelform.state import Resource, State
 
 PROTECTED_ACTIONS = frozenset({Action.RESTART, Action.REPLACE, Action.SHUTDOWN})
@@ -183,9 +184,10 @@ def _check_specs(
         server = live.get(item.server)
         if server is None or not matches_target(item.address, targets):
             continue
-        if item.spec not in server.specs:
+        spec = item.keys.spec
+        if spec not in server.specs:
             message = (
-                f"kernel {item.kernel!r} asks for kernelspec {item.spec!r}, which server "
+                f"kernel {item.kernel!r} asks for kernelspec {spec!r}, which server "
                 f"{item.server!r} does not have; it has: {', '.join(server.specs) or 'none'}"
             )
             if message not in problems:
@@ -226,9 +228,7 @@ def _reconcile(
         server=item.server,
         action=Action.START,
         reason="new",
-        spec=item.spec,
-        cwd=item.cwd,
-        revision=item.revision,
+        recipe=item.recipe,
     )
     if resource is None:
         return start, None
@@ -259,44 +259,40 @@ def _reconcile(
     change = replace(start, action=action, reason=reason, kernel_id=kernel.id)
     if resource.server != item.server:
         change = replace(change, old_server=resource.server)
-    return _guarded(change, ctx, server=resource.server, protect=item.protect), confirm
+    return _guarded(change, ctx, server=resource.server, protect=item.keys.protect), confirm
 
 
 def _drift(
     item: Desired, resource: Resource, kernel: Kernel, ctx: _Context
 ) -> tuple[Action, str] | None:
     """The first rule that says the live kernel differs from its declaration."""
-    differences = [
-        f"{label} {_show(old)} → {_show(new)}"
-        for label, old, new in (
-            ("server", resource.server, item.server),
-            ("spec", resource.spec, item.spec),
-            ("cwd", resource.cwd, item.cwd),
-        )
-        if old != new
-    ]
+    moved = [f"server {resource.server} → {item.server}"] if resource.server != item.server else []
+    differences = moved + resource.recipe.differences(item.recipe, Effect.REPLACE)
     if differences:
         return Action.REPLACE, ", ".join(differences)
-    if resource.revision != item.revision:
-        return Action.RESTART, f"revision {_show(resource.revision)} → {_show(item.revision)}"
+    differences = resource.recipe.differences(item.recipe, Effect.RESTART)
+    if differences:
+        return Action.RESTART, ", ".join(differences)
     if kernel.execution_state == "dead":
         return Action.RESTART, "dead"
     age = ctx.now - resource.started_at
-    if item.max_age is not None and age > item.max_age:
+    max_age = item.keys.max_age
+    if max_age is not None and age > max_age:
         return (
             Action.RESTART,
-            f"age {format_duration(age)} exceeds max_age {format_duration(item.max_age)}",
+            f"age {format_duration(age)} exceeds max_age {format_duration(max_age)}",
         )
+    busy_timeout = item.keys.busy_timeout
     if (
-        item.busy_timeout is not None
+        busy_timeout is not None
         and kernel.execution_state == "busy"
         and kernel.last_activity is not None
-        and ctx.now - kernel.last_activity > item.busy_timeout
+        and ctx.now - kernel.last_activity > busy_timeout
     ):
         busy = format_duration(ctx.now - kernel.last_activity)
         return (
             Action.INTERRUPT,
-            f"busy for {busy} (busy_timeout {format_duration(item.busy_timeout)})",
+            f"busy for {busy} (busy_timeout {format_duration(busy_timeout)})",
         )
     return None
 
@@ -312,16 +308,14 @@ def _retire(
             f"'kernelform state rm {resource.address}' to forget it"
         )
     declaration = manifest.kernels.get(parse_address(resource.address).name)
-    protect = declaration.protect if declaration is not None else True
+    protect = declaration.keys.protect if declaration is not None else True
     change = Change(
         address=resource.address,
         server=resource.server,
         action=Action.SHUTDOWN,
         reason=reason,
         kernel_id=resource.kernel_id,
-        spec=resource.spec,
-        cwd=resource.cwd,
-        revision=resource.revision,
+        recipe=resource.recipe,
     )
     update: StateUpdate | None = None
     search = ctx.searches.get(resource.address)
@@ -358,7 +352,7 @@ def _prune(manifest: Manifest, state: State, ctx: _Context) -> list[Change]:
                     action=Action.SHUTDOWN,
                     reason="unmanaged (the server prunes)",
                     kernel_id=kernel.id,
-                    spec=kernel.name,
+                    recipe=Recipe(spec=kernel.name),
                     managed=False,
                 )
             )
@@ -380,7 +374,7 @@ def _search_lost_starts(state: State, live: Mapping[str, LiveServer]) -> dict[st
             continue
         if server.accepts_kernel_id and not is_placeholder(resource.kernel_id):
             continue
-        lost.setdefault((resource.server, resource.spec), []).append(resource)
+        lost.setdefault((resource.server, resource.recipe.spec), []).append(resource)
     searches: dict[str, _Search] = {}
     for (name, spec), resources in lost.items():
         server = live[name]
@@ -398,7 +392,7 @@ def _search_lost_starts(state: State, live: Mapping[str, LiveServer]) -> dict[st
         )
         if not candidates:
             continue
-        alike = len({(r.cwd, r.revision) for r in resources}) == 1
+        alike = len({r.recipe for r in resources}) == 1
         if alike and len(candidates) <= len(resources):
             ordered = sorted(resources, key=lambda r: (r.started_at, r.address))
             for resource, kernel in zip(ordered, candidates, strict=False):
@@ -428,7 +422,7 @@ def _adoption(address: str, kernel: Kernel) -> StateUpdate:
 
 def _ambiguity(resource: Resource, search: _Search, address: str, *, declared: bool) -> str:
     n = len(search.candidates)
-    kernels = f"{n} unmanaged {resource.spec} kernel{'' if n == 1 else 's'}"
+    kernels = f"{n} unmanaged {resource.recipe.spec} kernel{'' if n == 1 else 's'}"
     then = (
         f"then 'kernelform import {address} ID' with the right one, or apply to start a new one"
         if declared
@@ -496,7 +490,3 @@ def _finish(
 
 def _removal_order(resource: Resource) -> tuple[str, str, int]:
     return parse_address(resource.address).removal_key()
-
-
-def _show(value: str | None) -> str:
-    return "(none)" if value is None else value

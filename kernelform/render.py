@@ -109,9 +109,7 @@ def _change_block(change: Change) -> list[Line]:
             change.server if not change.old_server else f"{change.old_server} → {change.server}",
         ),
         ("kernel", change.kernel_id),
-        ("spec", change.spec),
-        ("cwd", change.cwd),
-        ("revision", change.revision),
+        *change.recipe.to_dict().items(),
     ]
     for name, value in fields:
         if value is not None:

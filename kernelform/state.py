@@ -41,22 +41,15 @@ from typing import Any, Protocol
 
 from kernelform.errors import StateCorrupt, StateError, StateLocked, StateWriteError
 from kernelform.faults import fail_point
+from kernelform.recipe import FIELD_NAMES as RECIPE_FIELDS
+from kernelform.recipe import Recipe
 
 FORMAT_VERSION = 1
 POLL_INTERVAL = 0.1
 HOLDER_WAIT = 0.2
 
 STATE_KEYS = ("version", "serial", "lineage", "resources")
-RESOURCE_KEYS = (
-    "address",
-    "server",
-    "kernel_id",
-    "spec",
-    "cwd",
-    "revision",
-    "started_at",
-    "pending",
-)
+RESOURCE_KEYS = ("address", "server", "kernel_id", *RECIPE_FIELDS, "started_at", "pending")
 LOCK_KEYS = ("id", "pid", "host", "operation", "since")
 
 _TIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?(Z|[+-]\d{2}:\d{2})")
@@ -122,21 +115,17 @@ class Resource:
     address: str
     server: str
     kernel_id: str
-    spec: str
-    cwd: str | None
-    revision: str | None
+    recipe: Recipe
     started_at: datetime
     pending: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("address", "server", "kernel_id", "spec"):
+        for name in ("address", "server", "kernel_id"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string, not {value!r}")
-        for name in ("cwd", "revision"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                raise ValueError(f"{name} must be a string or null, not {value!r}")
+        if not isinstance(self.recipe, Recipe):
+            raise ValueError(f"recipe must be a Recipe, not {self.recipe!r}")
         if not isinstance(self.pending, bool):
             raise ValueError(f"pending must be true or false, not {self.pending!r}")
         object.__setattr__(self, "started_at", _utc(self.started_at, "started_at"))
@@ -146,9 +135,7 @@ class Resource:
             "address": self.address,
             "server": self.server,
             "kernel_id": self.kernel_id,
-            "spec": self.spec,
-            "cwd": self.cwd,
-            "revision": self.revision,
+            **self.recipe.to_dict(),
             "started_at": format_time(self.started_at),
             "pending": self.pending,
         }
@@ -166,9 +153,7 @@ class Resource:
             address=data["address"],
             server=data["server"],
             kernel_id=data["kernel_id"],
-            spec=data["spec"],
-            cwd=data["cwd"],
-            revision=data["revision"],
+            recipe=Recipe.from_dict(data),
             started_at=parse_time(started),
             pending=data.get("pending", False),
         )

@@ -205,18 +205,16 @@ class Workspace:
                     f"kernel {kernel_id} is already managed as {resource.address}"
                 )
         kernel = self.client(item.server).get_kernel(kernel_id)
-        if kernel.name != item.spec:
+        if kernel.name != item.recipe.spec:
             raise PlanError(
                 f"kernel {kernel_id} runs spec {kernel.name!r} but {address} declares "
-                f"{item.spec!r}; import a kernel of that spec, or change the manifest"
+                f"{item.recipe.spec!r}; import a kernel of that spec, or change the manifest"
             )
         resource = Resource(
             address=address,
             server=item.server,
             kernel_id=kernel.id,
-            spec=item.spec,
-            cwd=item.cwd,
-            revision=item.revision,
+            recipe=item.recipe,
             started_at=self.clock(),
         )
         self.store.write(state.with_resource(resource))

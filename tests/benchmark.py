@@ -29,6 +29,7 @@ from kernelform.client import JupyterClient
 from kernelform.facts import LiveServer, read_server
 from kernelform.manifest import parse_manifest
 from kernelform.planner import make_plan
+from kernelform.recipe import Recipe
 from kernelform.render import render_plan
 from kernelform.state import Resource, new_state
 from tests.fakehttp import FakeHTTPServer, Recorded, Reply
@@ -68,9 +69,7 @@ def world(n: int) -> tuple[Any, Any, dict[str, LiveServer]]:
             address=item.address,
             server="lab",
             kernel_id=kernel_id,
-            spec="python3",
-            cwd=None,
-            revision=revision,
+            recipe=Recipe(spec="python3", revision=revision),
             started_at=NOW - timedelta(hours=1),
         )
         live_kernels[kernel_id] = {"id": kernel_id, "name": "python3", "execution_state": "idle"}

@@ -6,12 +6,12 @@ import pytest
 
 from kernelform.address import (
     Address,
-    closest,
     matches_target,
     parse_address,
     parse_target,
     unmatched_targets,
 )
+from kernelform.wording import closest
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,7 @@ from kernelform.facts import LiveServer, gather_facts, read_server
 from kernelform.manifest import Manifest, load_manifest, parse_manifest
 from kernelform.plan import Action, Change, Plan, UpdateKind
 from kernelform.planner import make_plan
+from kernelform.recipe import Recipe
 from kernelform.state import FileStateStore, Resource, State, new_state
 from tests.fakeserver import FakeJupyter, FakeKernel, MemoryStore, Op
 from tests.kf import run, server_env, write_manifest
@@ -193,9 +194,7 @@ class Scenario:
                     address=e.address,
                     server=e.server,
                     kernel_id=kernel_id,
-                    spec=e.spec,
-                    cwd=e.cwd,
-                    revision=e.revision,
+                    recipe=Recipe(spec=e.spec, cwd=e.cwd, revision=e.revision),
                     started_at=(now or self.now) - e.age,
                     pending=e.pending,
                 )
@@ -416,7 +415,7 @@ def protected(manifest: Manifest, address: str) -> bool:
     """Whether a state entry at *address* is protected (undeclared ones are)."""
     name = parse_address(address).name
     declaration = manifest.kernels.get(name)
-    return declaration.protect if declaration is not None else True
+    return declaration.keys.protect if declaration is not None else True
 
 
 @dataclass(frozen=True)
@@ -467,7 +466,7 @@ class Before:
     def lost(self) -> set[tuple[str, str]]:
         """(server, spec) of the pending starts whose kernel could be any unowned one."""
         return {
-            (r.server, r.spec)
+            (r.server, r.recipe.spec)
             for r in self.state.resources.values()
             if r.pending
             and r.kernel_id not in self.live[r.server].kernels
@@ -546,17 +545,17 @@ def check_after(
             continue
         assert not r.pending, f"{r.address} is still pending after apply"
         assert (r.server, r.kernel_id) in running, f"{r.address}: {r.kernel_id} is not running"
-        assert running[r.server, r.kernel_id] == r.spec, f"{r.address} runs another spec"
+        assert running[r.server, r.kernel_id] == r.recipe.spec, f"{r.address} runs another spec"
         if cwd_of is not None and (r.server, r.kernel_id) not in before.adopted:
             # (an adopted kernel was found by spec: the API does not tell a kernel's cwd)
-            assert cwd_of[r.server, r.kernel_id] == r.cwd, f"{r.address} runs in another cwd"
+            assert cwd_of[r.server, r.kernel_id] == r.recipe.cwd, f"{r.address} runs elsewhere"
     # (e) every declared address recorded as declared, unless its change was blocked
     desired = {d.address: d for d in manifest.desired()}
     for address, item in desired.items():
         assert address in state.resources, f"declared {address} is not in the state"
         r = state.resources[address]
-        declared = (r.server, r.spec, r.cwd, r.revision)
-        wanted = (item.server, item.spec, item.cwd, item.revision)
+        declared = (r.server, r.recipe)
+        wanted = (item.server, item.recipe)
         assert declared == wanted or address in blocked, f"{address}: {declared} != {wanted}"
     # (e) only blocked shutdowns leave undeclared addresses behind
     extra = set(state.resources) - set(desired)

@@ -49,6 +49,7 @@ from kernelform.manifest import Manifest, parse_manifest
 from kernelform.models import Kernel
 from kernelform.plan import Action, Change, Plan, UpdateKind
 from kernelform.planner import ADOPTION_SLACK, make_destroy_plan, make_plan, placeholder_id
+from kernelform.recipe import Recipe
 from kernelform.state import Resource, State, new_state
 from kernelform.workspace import Settings, Workspace
 from tests.kf import Result, run, server_env, state_of, write_manifest
@@ -494,9 +495,7 @@ def lost_start(address: str, *, kernel_id: str = "", cwd: str | None = None) -> 
         address=address,
         server="lab",
         kernel_id=kernel_id or placeholder_id(),
-        spec="light",
-        cwd=cwd,
-        revision=None,
+        recipe=Recipe(spec="light", cwd=cwd),
         started_at=NOW,
         pending=True,
     )
@@ -640,7 +639,13 @@ def test_a_later_write_that_goes_through_says_no_recovery_is_needed() -> None:
     store = FlakyStore()
     client = SteppedClient(store)
     changes = tuple(
-        Change(address=address, server="lab", action=Action.START, reason="new", spec=spec)
+        Change(
+            address=address,
+            server="lab",
+            action=Action.START,
+            reason="new",
+            recipe=Recipe(spec=spec),
+        )
         for address, spec in (("a", "light"), ("b", "slow"))
     )
     with pytest.raises(StateWriteError) as caught:

@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import certifi
 import pytest
 
 from kernelform.address import Address, parse_address
+from kernelform.duration import format_duration, parse_duration
 from kernelform.errors import ManifestError, Problem
 from kernelform.manifest import (
     Desired,
     KernelDecl,
+    KernelKeys,
     Manifest,
     ServerConfig,
-    format_duration,
     load_manifest,
-    parse_duration,
     parse_manifest,
 )
 
@@ -30,6 +32,17 @@ LAB = "servers:\n  lab:\n    url: http://127.0.0.1:8888\n"
 
 def parse(text: str, environ: dict[str, str] | None = None) -> Manifest:
     return parse_manifest(text, filename="k.yaml", environ={} if environ is None else environ)
+
+
+def flat(desired: Desired) -> dict[str, Any]:
+    """A desired address as one flat mapping: its keys, with the server resolved."""
+    return {
+        **desired.keys.model_dump(),
+        "address": desired.address,
+        "kernel": desired.kernel,
+        "index": desired.index,
+        "server": desired.server,
+    }
 
 
 def problems(text: str, environ: dict[str, str] | None = None) -> list[str]:
@@ -211,22 +224,27 @@ def test_good_manifest(text: str, environ: dict[str, str], expected: list[dict[s
     assert len(desired) == len(expected)
     for got, want in zip(desired, expected, strict=True):
         assert isinstance(got, Desired)
-        assert {key: getattr(got, key) for key in want} == want
+        view = flat(got)
+        assert {key: view[key] for key in want} == want
 
 
-def test_server_settings() -> None:
-    manifest = parse(
+def test_server_settings(tmp_path: Path) -> None:
+    (tmp_path / "certs").mkdir()
+    shutil.copy(certifi.where(), tmp_path / "certs" / "ca.pem")
+    manifest = parse_manifest(
         "servers:\n"
         "  a: {url: 'http://a:8888', token: '${TOKEN}', prune: true}\n"
         "  b: {url: 'https://b/jupyter/', insecure: true}\n"
         "  c: {url: 'https://c', ca_bundle: certs/ca.pem, prune: 'off'}\n"
         "  d: {url: 'HTTPS://D:443'}\n",
-        {"TOKEN": "s3cret"},
+        filename=str(tmp_path / "k.yaml"),
+        environ={"TOKEN": "s3cret"},
     )
+    bundle = str(tmp_path / "certs" / "ca.pem")
     assert manifest.servers == {
         "a": ServerConfig(name="a", url="http://a:8888", token="s3cret", prune=True, verify=True),
         "b": ServerConfig(name="b", url="https://b/jupyter/", token="", prune=False, verify=False),
-        "c": ServerConfig(name="c", url="https://c", token="", prune=False, verify="certs/ca.pem"),
+        "c": ServerConfig(name="c", url="https://c", token="", prune=False, verify=bundle),
         "d": ServerConfig(name="d", url="HTTPS://D:443", token="", prune=False, verify=True),
     }
     assert "s3cret" not in repr(manifest.servers["a"])
@@ -241,14 +259,8 @@ def test_kernel_decl_and_manifest_fields() -> None:
     assert manifest.kernels == {
         "etl": KernelDecl(
             name="etl",
-            spec="python3",
             server="lab",
-            cwd=None,
-            count=2,
-            revision="3",
-            max_age=timedelta(days=1),
-            busy_timeout=None,
-            protect=True,
+            keys=KernelKeys(spec="python3", count=2, revision="3", max_age=timedelta(days=1)),
         )
     }
 
@@ -278,9 +290,9 @@ def test_examples_validate_without_environment() -> None:
         load_manifest(path, environ={})
     multi = load_manifest(EXAMPLES / "multi-server.yaml", environ={})
     assert multi.servers["gpu"].prune and not multi.servers["lab"].prune
-    assert multi.servers["gpu"].verify == str(EXAMPLES / "certs" / "gpu-ca.pem")
-    assert multi.kernels["training"].protect is False
-    assert multi.kernels["reports"].cwd == "cost$report"
+    assert multi.servers["gpu"].verify is True
+    assert multi.kernels["training"].keys.protect is False
+    assert multi.kernels["reports"].keys.cwd == "cost$report"
     pool = load_manifest(EXAMPLES / "pool.yaml", environ={"JUPYTER_URL": "https://hub/user/me"})
     assert [d.address for d in pool.desired()] == ["workers[0]", "workers[1]", "workers[2]"]
     assert pool.servers["lab"].url == "https://hub/user/me"
@@ -288,20 +300,21 @@ def test_examples_validate_without_environment() -> None:
 
 def test_load_resolves_ca_bundle_next_to_the_manifest(tmp_path: Path) -> None:
     path = tmp_path / "kernelform.yaml"
+    shutil.copy(certifi.where(), tmp_path / "ca.pem")
     path.write_text(
         "servers:\n  a: {url: 'https://a', ca_bundle: ca.pem}\n"
-        "  b: {url: 'https://b', ca_bundle: /etc/ssl/ca.pem}\n"
+        f"  b: {{url: 'https://b', ca_bundle: '{certifi.where()}'}}\n"
     )
     manifest = load_manifest(path, environ={})
     assert manifest.servers["a"].verify == str(tmp_path / "ca.pem")
-    assert manifest.servers["b"].verify == "/etc/ssl/ca.pem"
+    assert manifest.servers["b"].verify == certifi.where()
     assert manifest.path == str(path)
 
 
 def test_environ_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KFTEST_SPEC", "julia-1.10")
     manifest = parse_manifest(LAB + "kernels:\n  a: {spec: '${KFTEST_SPEC}'}\n", filename="k")
-    assert manifest.kernels["a"].spec == "julia-1.10"
+    assert manifest.kernels["a"].keys.spec == "julia-1.10"
 
 
 # --- errors: exact messages and positions ---------------------------------------------------
@@ -492,7 +505,7 @@ def test_token_value_never_in_a_message(token: str) -> None:
 )
 def test_expansion(value: str, environ: dict[str, str], expected: str) -> None:
     text = LAB + f"kernels:\n  a: {{spec: x, revision: '{value}'}}\n"
-    assert parse(text, environ).kernels["a"].revision == (expected or None)
+    assert parse(text, environ).kernels["a"].keys.revision == (expected or None)
 
 
 # --- durations and addresses --------------------------------------------------------------
@@ -584,7 +597,7 @@ def test_addresses_of_desired_parse_back() -> None:
 def test_count_from_text(count: str, message: str | None) -> None:
     text = LAB + f"kernels:\n  a: {{spec: x, count: {count}}}\n"
     if message is None:
-        assert parse(text).kernels["a"].count in (0, 2, 3)
+        assert parse(text).kernels["a"].keys.count in (0, 2, 3)
     else:
         assert problems(text) == [f"k.yaml:5:23: {message}"]
 

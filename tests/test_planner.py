@@ -18,6 +18,7 @@ from kernelform.errors import PlanError
 from kernelform.facts import LiveServer
 from kernelform.manifest import parse_manifest
 from kernelform.planner import make_destroy_plan, make_plan
+from kernelform.recipe import Recipe
 from kernelform.state import Resource, new_state
 
 CASES = sorted((Path(__file__).parent / "plan_cases").glob("*.yaml"))
@@ -41,9 +42,7 @@ def build_state(entries: dict[str, dict[str, Any]]) -> Any:
                 address=address,
                 server=fields["server"],
                 kernel_id=fields["kernel_id"],
-                spec=fields["spec"],
-                cwd=fields.get("cwd"),
-                revision=fields.get("revision"),
+                recipe=Recipe.from_dict(fields),
                 started_at=moment(fields.get("started_at", DEFAULT_NOW)),
                 pending=fields.get("pending", False),
             )

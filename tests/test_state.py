@@ -33,6 +33,8 @@ from typing import Any
 import pytest
 
 from kernelform.errors import StateCorrupt, StateError, StateLocked, StateWriteError
+from kernelform.recipe import FIELD_NAMES as RECIPE_FIELDS
+from kernelform.recipe import Recipe
 from kernelform.state import (
     FORMAT_VERSION,
     FileStateStore,
@@ -60,7 +62,8 @@ def resource(address: str = "etl", **changes: Any) -> Resource:
         "started_at": T0,
     }
     fields.update(changes)
-    return Resource(**fields)
+    recipe = Recipe.from_dict({name: fields.pop(name) for name in RECIPE_FIELDS if name in fields})
+    return Resource(recipe=recipe, **fields)
 
 
 @pytest.fixture
@@ -151,7 +154,8 @@ def test_model_is_frozen_and_with_without_copy() -> None:
     assert list(one.resources) == ["a", "b"]
     assert one.lineage == empty.lineage and one.serial == empty.serial
     replaced = one.with_resource(resource("a", spec="ir"))
-    assert replaced.resources["a"].spec == "ir" and one.resources["a"].spec == "python3"
+    assert replaced.resources["a"].recipe.spec == "ir"
+    assert one.resources["a"].recipe.spec == "python3"
     assert list(one.without("a").resources) == ["b"]
     assert one.without("missing") is one
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -1,0 +1,411 @@
+"""From a YAML node tree to servers and kernel declarations, with every problem located.
+
+The checker walks the nodes (so that each key and value keeps its line and
+column), expands ``${VAR}`` in string values, validates each server and kernel
+with its model from ``keys.py``, maps pydantic's errors back to positions, and
+adds the checks that span entries (a kernel's server exists) or touch the disk
+(a ``ca_bundle`` that can be read). Problems are collected, not raised: the
+loader reports them all at once.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from kernelform.errors import Problem
+from kernelform.manifest.document import Stop
+from kernelform.manifest.keys import NAME, KernelKeys, Key, ServerKeys, key_of
+from kernelform.manifest.model import KernelDecl, ServerConfig
+from kernelform.manifest.variables import ExpandError, expand
+from kernelform.wording import closest, quoted
+
+TAG = "tag:yaml.org,2002:"
+SECTIONS = ("servers", "kernels")
+
+
+class Checker:
+    """Walks the node tree, collecting problems and building the result."""
+
+    def __init__(
+        self,
+        *,
+        filename: str,
+        text: str,
+        environ: Mapping[str, str],
+        yaml: YAML,
+        base_dir: str,
+    ) -> None:
+        self.filename = filename
+        self.base_dir = base_dir
+        self.text = text
+        self.environ = environ
+        self.yaml = yaml
+        self.problems: list[Problem] = []
+
+    def add(self, where: Node | tuple[int, int], message: str) -> None:
+        if isinstance(where, tuple):
+            line, col = where
+        else:
+            line, col = where.start_mark.line + 1, where.start_mark.column + 1
+        self.problems.append(Problem(self.filename, line, col, message))
+
+    # -- structure
+
+    def items(
+        self, node: MappingNode, *, noun: str, where: str
+    ) -> Iterator[tuple[str, Node, Node]]:
+        """The (key, key node, value node) of a mapping; reports odd and duplicate keys."""
+        seen: dict[str, Node] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode):
+                kind = _node_kind(key_node)
+                self.add(key_node, f"a {noun}{where} must be a plain name, not {kind}")
+                continue
+            key = str(key_node.value)
+            first = seen.get(key)
+            if first is not None:
+                self.add(
+                    key_node,
+                    f"duplicate {noun} {quoted(key)}{where}"
+                    f" (first at line {first.start_mark.line + 1})",
+                )
+                continue
+            seen[key] = key_node
+            yield key, key_node, value_node
+
+    def mapping(self, node: Node, what: str, expected: str) -> MappingNode | None:
+        """*node* if it is a plain mapping, else None and a problem."""
+        if not isinstance(node, MappingNode):
+            self.add(node, f"{what} must be {expected}, got {_node_kind(node)}")
+            return None
+        if node.tag != TAG + "map":
+            self.add(node, f"unsupported YAML tag {_short_tag(node.tag)} on {what}")
+            return None
+        return node
+
+    def check(self, root: Node | None) -> tuple[dict[str, ServerConfig], dict[str, KernelDecl]]:
+        if root is None or _is_null(root):
+            raise Stop(1, 1, "the manifest is empty")
+        if not isinstance(root, MappingNode):
+            raise Stop(
+                root.start_mark.line + 1,
+                root.start_mark.column + 1,
+                "the manifest must be a mapping with 'servers' and 'kernels', "
+                f"got {_node_kind(root)}",
+            )
+        if root.tag != TAG + "map":
+            raise Stop(
+                root.start_mark.line + 1,
+                root.start_mark.column + 1,
+                f"unsupported YAML tag {_short_tag(root.tag)} on the manifest",
+            )
+        sections: dict[str, tuple[Node, Node]] = {}
+        for key, key_node, value_node in self.items(root, noun="key", where=" at the top level"):
+            if key in SECTIONS:
+                sections[key] = (key_node, value_node)
+            else:
+                self.add(key_node, _unknown_key(key, "at the top level", list(SECTIONS)))
+
+        servers: dict[str, ServerConfig] = {}
+        server_names: list[str] = []
+        if "servers" not in sections:
+            self.add(root, "the manifest declares no servers; add a 'servers' mapping")
+        else:
+            key_node, value_node = sections["servers"]
+            if _is_null(value_node) or (
+                isinstance(value_node, MappingNode) and not value_node.value
+            ):
+                self.add(key_node, "servers is empty; declare at least one server")
+            elif node := self.mapping(
+                value_node, "servers", "a mapping of server names to settings"
+            ):
+                for name, name_node, entry in self.items(node, noun="server", where=""):
+                    server_names.append(name)
+                    if not NAME.fullmatch(name):
+                        self.add(name_node, _bad_name("server", name))
+                    server = self.server(name, name_node, entry)
+                    if server is not None:
+                        servers[name] = server
+
+        kernels: dict[str, KernelDecl] = {}
+        if "kernels" in sections:
+            _, value_node = sections["kernels"]
+            if not _is_null(value_node) and (
+                node := self.mapping(value_node, "kernels", "a mapping of kernel names to settings")
+            ):
+                for name, name_node, entry in self.items(node, noun="kernel", where=""):
+                    if not NAME.fullmatch(name):
+                        self.add(name_node, _bad_name("kernel", name))
+                    kernel = self.kernel(name, name_node, entry, server_names)
+                    if kernel is not None:
+                        kernels[name] = kernel
+        return servers, kernels
+
+    # -- entries
+
+    def entry(
+        self, kind: str, name: str, name_node: Node, node: Node, model: type[BaseModel]
+    ) -> _Entry | None:
+        """Validate one server or kernel with *model*; None if it is not even a mapping."""
+        label = f"{kind} {quoted(name)}"
+        data: dict[str, Any] = {}
+        nodes: dict[str, tuple[Node, Node]] = {}
+        failed: set[str] = set()
+        mapping = None if _is_null(node) else self.mapping(node, label, "a mapping of settings")
+        if mapping is None and not _is_null(node):
+            return None  # not a mapping: reported
+        for key, key_node, value_node in (
+            self.items(mapping, noun="key", where=f" in {label}") if mapping is not None else ()
+        ):
+            nodes[key] = (key_node, value_node)
+            field = model.model_fields.get(key)
+            if field is None:
+                data[key] = None  # reported by pydantic as extra_forbidden
+                continue
+            value = self.value(key, value_node, key_of(field))
+            if value is _FAILED:
+                failed.add(key)
+            else:
+                data[key] = value
+        try:
+            return _Entry(model.model_validate(data), nodes, data, failed)
+        except ValidationError as e:
+            errors = e.errors(include_url=False)
+            valid = list(model.model_fields)
+            # "unknown key 'specs'; did you mean 'spec'?" says it all: no "missing 'spec'" too.
+            suggested = {
+                closest(str(error["loc"][0]), valid)
+                for error in errors
+                if error["type"] == "extra_forbidden" and error["loc"]
+            }
+            reported: set[str] = set()
+            for error in errors:
+                key = str(error["loc"][0]) if error["loc"] else ""
+                if key in failed or key in reported:
+                    continue
+                reported.add(key)
+                kind_ = error["type"]
+                if kind_ == "missing":
+                    if key not in suggested:
+                        self.add(name_node, f"{label} is missing required key '{key}'")
+                elif kind_ == "extra_forbidden":
+                    self.add(nodes[key][0], _unknown_key(key, f"in {label}", valid))
+                elif kind_ == "value_error" and key in nodes:
+                    self.add(_value_at(*nodes[key]), str(error["ctx"]["error"]))
+                elif key in nodes:
+                    value = error["input"]
+                    meta = key_of(model.model_fields[key])
+                    got = _describe(value, secret=meta.secret)
+                    message = f"{key} must be {meta.expected}, got {got}"
+                    if meta.quote_hint and isinstance(value, (int, float)):
+                        message += "; put it in quotes"  # cwd: 2024, token: 1234...
+                    self.add(_value_at(*nodes[key]), message)
+                else:  # not expected: a problem pydantic found outside any key
+                    self.add(name_node, f"{label}: {error['msg']}")
+            return _Entry(None, nodes, data, failed)
+
+    def value(self, key: str, node: Node, meta: Key) -> Any:
+        """The Python value of a setting: expanded if a string; ``_FAILED`` if reported."""
+        if isinstance(node, SequenceNode):
+            return []
+        if isinstance(node, MappingNode):
+            return {}
+        tag = str(node.tag)
+        if tag == TAG + "str" and isinstance(node, ScalarNode):
+            return self.expand(node, secret=meta.secret)
+        if tag in (TAG + "int", TAG + "float") and meta.verbatim_numbers:
+            return str(node.value)  # kept as written: 1.10 stays "1.10"
+        if tag == TAG + "timestamp":
+            return str(node.value)  # a date is kept as written
+        if tag in (TAG + "null", TAG + "bool", TAG + "int", TAG + "float"):
+            try:
+                value = self.yaml.constructor.construct_object(node, deep=True)
+            except Exception:
+                self.add(node, f"{key} has an invalid {_short_tag(tag)} value")
+                return _FAILED
+            if isinstance(value, bool) or value is None:
+                return value
+            return int(value) if isinstance(value, int) else float(value)
+        self.add(node, f"unsupported YAML tag {_short_tag(tag)} on {key}")
+        return _FAILED
+
+    def expand(self, node: ScalarNode, *, secret: bool) -> Any:
+        try:
+            return expand(str(node.value), self.environ, secret=secret)
+        except ExpandError as e:
+            self.add(self.offset(node, e.offset), e.message)
+            return _FAILED
+
+    def offset(self, node: ScalarNode, offset: int) -> tuple[int, int]:
+        """The position of character *offset* of a one-line scalar's value, if knowable."""
+        start = node.start_mark
+        line, col = start.line + 1, start.column + 1
+        if start.line != node.end_mark.line:
+            return line, col
+        raw = str(node.value)[:offset]
+        skip = {None: 0, "'": 1, '"': 1}.get(node.style)
+        if skip is None or (skip and ("'" in raw or "\\" in raw)):
+            return line, col
+        index = start.index + skip + offset
+        if self.text[index : index + 1] != "$":
+            return line, col
+        return line, col + skip + offset
+
+    def server(self, name: str, name_node: Node, node: Node) -> ServerConfig | None:
+        checked = self.entry("server", name, name_node, node, ServerKeys)
+        if checked is None or checked.model is None:
+            return None
+        model, nodes = checked.model, checked.nodes
+        assert isinstance(model, ServerKeys)
+        if model.insecure and model.ca_bundle is not None:
+            self.add(
+                nodes["insecure"][1], "insecure: true and ca_bundle contradict each other; keep one"
+            )
+            return None
+        verify: bool | str = not model.insecure
+        if model.ca_bundle is not None:
+            verify = self.ca_bundle(model.ca_bundle, _value_at(*nodes["ca_bundle"]))
+            if not verify:
+                return None
+        return ServerConfig(
+            name=name, url=model.url, token=model.token, prune=model.prune, verify=verify
+        )
+
+    def ca_bundle(self, written: str, node: Node) -> str:
+        """The bundle's path relative to the manifest, if it holds certificates; else "" and
+        a problem (a missing bundle would otherwise surface at the first request)."""
+        path = os.path.join(self.base_dir, os.path.expanduser(written))
+        try:
+            ssl.create_default_context(cafile=path)
+        except FileNotFoundError:
+            self.add(node, f"ca_bundle {quoted(written)} does not exist (looked for {path})")
+        except IsADirectoryError:
+            self.add(node, f"ca_bundle {quoted(written)} is a directory, not a PEM file")
+        except PermissionError:
+            self.add(node, f"ca_bundle {quoted(written)} cannot be read: permission denied")
+        except (ssl.SSLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e)
+            self.add(
+                node,
+                f"ca_bundle {quoted(written)} holds no usable CA certificate ({reason}); "
+                "give a PEM file with the CA that signed the server's certificate",
+            )
+        else:
+            return path
+        return ""
+
+    def kernel(
+        self, name: str, name_node: Node, node: Node, servers: list[str]
+    ) -> KernelDecl | None:
+        checked = self.entry("kernel", name, name_node, node, KernelKeys)
+        if checked is None:
+            return None
+        # The server is checked even when other settings are wrong: all problems at once.
+        raw = checked.data.get("server")
+        if "server" in checked.failed or (raw is not None and not isinstance(raw, str)):
+            return None  # reported already
+        if not servers:
+            return None  # the missing servers are reported already
+        server = raw or None
+        listing = ", ".join(servers)
+        if server is None:
+            if len(servers) > 1:
+                self.add(
+                    name_node,
+                    f"kernel {quoted(name)} does not say which server it runs on, and there are "
+                    f"{len(servers)} ({listing}); add e.g. 'server: {servers[0]}'",
+                )
+                return None
+            server = servers[0]
+        elif server not in servers:
+            close = closest(server, servers)
+            hint = f"did you mean '{close}'? " if close else ""
+            self.add(
+                checked.nodes["server"][1],
+                f"kernel {quoted(name)} names unknown server {quoted(server)}; "
+                f"{hint}servers: {listing}",
+            )
+            return None
+        model = checked.model
+        if model is None:
+            return None
+        assert isinstance(model, KernelKeys)
+        return KernelDecl(name=name, server=server, keys=model)
+
+
+_FAILED: Any = object()
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A server or kernel as checked: the model (None if invalid), its nodes, its input
+    and the keys whose values could not even be read (reported already)."""
+
+    model: BaseModel | None
+    nodes: dict[str, tuple[Node, Node]]
+    data: dict[str, Any]
+    failed: set[str]
+
+
+def _value_at(key_node: Node, value_node: Node) -> Node:
+    """Where to report a problem with a value: the key when the value is left empty
+    (ruamel places an empty value at the start of the next line)."""
+    if isinstance(value_node, ScalarNode) and value_node.value == "" and _is_null(value_node):
+        return key_node
+    return value_node
+
+
+def _is_null(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == TAG + "null"
+
+
+def _short_tag(tag: Any) -> str:
+    text = str(tag)
+    return "!!" + text[len(TAG) :] if text.startswith(TAG) else quoted(text)
+
+
+def _describe(value: Any, *, secret: bool = False) -> str:
+    """A value as a message shows it; for a secret, only its kind."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean" if secret else str(value).lower()
+    if isinstance(value, (int, float)):
+        return "a number" if secret else str(value)
+    if isinstance(value, str):
+        return "a string" if secret else quoted(value)
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"
+
+
+def _node_kind(node: Node) -> str:
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    return quoted(str(node.value))
+
+
+def _unknown_key(key: str, where: str, valid: list[str]) -> str:
+    close = closest(key, valid)
+    if close:
+        return f"unknown key {quoted(key)} {where}; did you mean '{close}'?"
+    return f"unknown key {quoted(key)} {where}; valid keys: {', '.join(sorted(valid))}"
+
+
+def _bad_name(kind: str, name: str) -> str:
+    return (
+        f"invalid {kind} name {quoted(name)}: a name starts with a letter or '_' and has only "
+        "letters, digits, '_', '.' and '-'"
+    )

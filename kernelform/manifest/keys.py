@@ -1,0 +1,326 @@
+"""The manifest's keys, declared once.
+
+Each section entry (a server, a kernel) is a strict pydantic model; each key is
+one annotated field that carries everything said about it: its type and
+default, how a value is read (``"yes"`` is true, ``""`` is "not set", ``30m``
+is a duration), what a valid value looks like in a message (``Key.expected``),
+whether it is a secret, its description, and its JSON Schema. The checker
+validates with these models, ``kernelform schema`` prints their schema, and
+the results are built from them, so that a key declared here exists
+everywhere and cannot be described in two different ways.
+
+Values reach the models after ``${VAR}`` expansion, so a string may stand for
+any scalar (``count: ${N:-2}``); the schema therefore also accepts a string
+holding ``${``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+)
+from pydantic.fields import FieldInfo
+
+from kernelform.address import NAME_PATTERN
+from kernelform.duration import parse_duration
+from kernelform.wording import clip, quoted
+
+MAX_COUNT = 1000
+SPEC_PATTERN = r"[A-Za-z0-9._-]+"  # what jupyter_client accepts as a kernelspec name
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+_SPEC = re.compile(SPEC_PATTERN)
+
+
+@dataclass(frozen=True)
+class Key:
+    """What a message says about a key: a valid value, and whether to hide the value."""
+
+    expected: str
+    secret: bool = False
+    quote_hint: bool = False  # a number where text is meant: suggest quotes (cwd: 2024)
+    verbatim_numbers: bool = False  # a number is kept as written: 1.10 stays "1.10"
+
+
+def key_of(field: FieldInfo) -> Key:
+    """The ``Key`` annotation of a model field."""
+    for meta in field.metadata:
+        if isinstance(meta, Key):
+            return meta
+    raise LookupError(f"field {field!r} has no Key annotation")
+
+
+# --- how values are read ------------------------------------------------------------
+
+
+def _bool_from_text(value: Any) -> Any:
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+    return value
+
+
+def _empty_is_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def _duration(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(
+            f"{info.field_name} must be a duration like 30m, got {value}; add a unit, e.g. {value}s"
+        )
+    return value
+
+
+def _number_as_text(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _empty_is_none(value)
+
+
+def _count_from_text(value: Any) -> Any:
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
+        text = value.strip()
+        if len(text.lstrip("+-").lstrip("0")) > 9:  # int() of a huge string is slow
+            if text.startswith("-"):
+                raise ValueError(f"count must not be negative, got {clip(text)}")
+            raise ValueError(f"count {clip(text)} is over the limit of {MAX_COUNT}")
+        return int(text)
+    return value
+
+
+def _check_count(count: int | None) -> int | None:
+    if count is not None and count < 0:
+        raise ValueError(f"count must not be negative, got {count}")
+    if count is not None and count > MAX_COUNT:
+        raise ValueError(f"count {count} is over the limit of {MAX_COUNT}")
+    return count
+
+
+def _check_spec(spec: str) -> str:
+    if not spec:
+        raise ValueError("spec must not be empty")
+    if not _SPEC.fullmatch(spec):
+        raise ValueError(
+            f"spec {quoted(spec)} is not a kernelspec name (letters, digits, '.', '_', '-')"
+        )
+    return spec
+
+
+def _check_cwd(cwd: str | None) -> str | None:
+    if cwd is None:
+        return None
+    if cwd.startswith(("/", "\\")) or re.match(r"[A-Za-z]:[\\/]", cwd):
+        raise ValueError(f"cwd must be relative to the server root, got {quoted(cwd)}")
+    if ".." in re.split(r"[\\/]", cwd):
+        raise ValueError(f"cwd must stay inside the server root, got {quoted(cwd)}")
+    return cwd
+
+
+def _check_url(url: str) -> str:
+    if not url:
+        raise ValueError("url must not be empty")
+    if any(c.isspace() for c in url):
+        raise ValueError("url must not contain spaces")
+    # None of these is echoed: a pasted URL may carry the token (?token=...).
+    if "?" in url or "#" in url:
+        raise ValueError("url must not have a query or fragment; put the token in 'token'")
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:  # e.g. "Invalid IPv6 URL"
+        raise ValueError(f"url is not a valid URL ({e}): {quoted(url)}") from None
+    if "@" in parts.netloc:
+        raise ValueError("url must not contain a user or password; put the token in 'token'")
+    if parts.scheme.lower() not in ("http", "https") or not url.lower().startswith(
+        parts.scheme.lower() + "://"
+    ):
+        raise ValueError(f"url must start with http:// or https://, got {quoted(url)}")
+    if not parts.hostname:
+        raise ValueError(f"url has no host: {quoted(url)}")
+    try:
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        raise ValueError(f"url has an invalid port: {quoted(url)}") from None
+    return url
+
+
+# --- the JSON Schema of raw values (before ${VAR} expansion) ----------------------------
+
+_VARIABLE_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"\$\{"}
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+def _words(words: tuple[str, ...]) -> str:
+    return r"^\s*(" + "|".join(_any_case(w) for w in words) + r")\s*$"
+
+
+_FLAG_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "boolean"},
+        {"type": "string", "pattern": _words(TRUE_WORDS + FALSE_WORDS)},
+        _VARIABLE_SCHEMA,
+    ]
+}
+_DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^\s*(?=\d)(\d+d)?(\d+h)?(\d+m)?(\d+s)?\s*$"},
+        _VARIABLE_SCHEMA,
+        {"type": "null"},
+    ],
+    "examples": ["90s", "30m", "24h", "7d", "1h30m"],
+}
+_TEXT_SCHEMA: dict[str, Any] = {"type": ["string", "null"]}
+
+
+def _described(schema: dict[str, Any]) -> WithJsonSchema:
+    return WithJsonSchema(schema)
+
+
+# --- reusable key types ---------------------------------------------------------------
+
+Flag = Annotated[bool, BeforeValidator(_bool_from_text), _described(_FLAG_SCHEMA)]
+Text = Annotated[str | None, BeforeValidator(_empty_is_none), _described(_TEXT_SCHEMA)]
+Duration = Annotated[timedelta | None, BeforeValidator(_duration), _described(_DURATION_SCHEMA)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ServerKeys(_Section):
+    """One entry of ``servers:``: a Jupyter server reached over its REST API."""
+
+    url: Annotated[
+        str,
+        AfterValidator(_check_url),
+        Key("a string"),
+        _described({"type": "string", "pattern": r"^(\s*[hH][tT][tT][pP][sS]?://|.*\$\{)"}),
+        Field(
+            description="http(s) URL of the Jupyter server, with its path prefix if any "
+            "(/user/ana/). Required."
+        ),
+    ]
+    token: Annotated[
+        str,
+        Key("a string", secret=True, quote_hint=True),
+        _described({"type": "string"}),
+        Field(description="API token, sent only in the Authorization header. Default: none."),
+    ] = ""
+    prune: Annotated[
+        Flag,
+        Key("true or false"),
+        Field(
+            description="true: live kernels not in the state are shut down, unless in use. "
+            "Default false."
+        ),
+    ] = False
+    ca_bundle: Annotated[
+        Text,
+        Key("a string", quote_hint=True),
+        Field(
+            description="CA bundle (PEM) to verify the server's TLS certificate, relative to "
+            "the manifest. It must exist and hold certificates."
+        ),
+    ] = None
+    insecure: Annotated[
+        Flag,
+        Key("true or false"),
+        Field(description="true skips TLS verification. Default false."),
+    ] = False
+
+
+class KernelKeys(_Section):
+    """One entry of ``kernels:``: a kernel (or ``count`` replicas) that must run."""
+
+    spec: Annotated[
+        str,
+        AfterValidator(_check_spec),
+        Key("a string", quote_hint=True),
+        _described({"type": "string", "pattern": rf"^({SPEC_PATTERN}|.*\$\{{.*)$"}),
+        Field(
+            description="kernelspec name; checked against the server's api/kernelspecs at "
+            "plan time. Required."
+        ),
+    ]
+    server: Annotated[
+        Text,
+        Key("a string", quote_hint=True),
+        Field(description="which server; required when more than one is declared."),
+    ] = None
+    cwd: Annotated[
+        Text,
+        AfterValidator(_check_cwd),
+        Key("a string", quote_hint=True),
+        Field(
+            description="working dir relative to the server root (no '..'). A change "
+            "replaces the kernel."
+        ),
+    ] = None
+    count: Annotated[
+        int | None,
+        BeforeValidator(_count_from_text),
+        AfterValidator(_check_count),
+        Key("an integer"),
+        _described(
+            {
+                "anyOf": [
+                    {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
+                    {"type": "string", "pattern": r"^\s*\+?[0-9]+\s*$"},
+                    _VARIABLE_SCHEMA,
+                    {"type": "null"},
+                ]
+            }
+        ),
+        Field(
+            description=f"replicas NAME[0]…NAME[count-1]; 0 declares none; at most "
+            f"{MAX_COUNT}. Without count the address is plain NAME."
+        ),
+    ] = None
+    revision: Annotated[
+        str | None,
+        BeforeValidator(_number_as_text),
+        Key("a string or a number", verbatim_numbers=True),
+        _described({"type": ["string", "number", "null"]}),
+        Field(description="any scalar; a change restarts the kernel(s) in place."),
+    ] = None
+    max_age: Annotated[
+        Duration,
+        Key("a duration like 30m"),
+        Field(description="restart a kernel older than this (since kernelform started it)."),
+    ] = None
+    busy_timeout: Annotated[
+        Duration,
+        Key("a duration like 30m"),
+        Field(description="interrupt a kernel busy for longer than this."),
+    ] = None
+    protect: Annotated[
+        Flag,
+        Key("true or false"),
+        Field(
+            description="default true: a restart, replace or shutdown of a kernel in use is "
+            "blocked (carried out only with --force)."
+        ),
+    ] = True
+
+
+NAME = re.compile(NAME_PATTERN)

@@ -1,0 +1,88 @@
+"""What a valid manifest is, once read: servers, kernel declarations, desired addresses.
+
+These are the only manifest types the rest of kernelform uses. A kernel's
+settings stay in its validated ``KernelKeys`` (one declaration per key); a
+``KernelDecl`` adds what reading the file resolved (the server, the setup
+code), and ``desired()`` expands ``count`` into one ``Desired`` per address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from kernelform.address import Address
+from kernelform.manifest.keys import KernelKeys
+from kernelform.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One Jupyter server. ``verify`` is True, False (``insecure``) or a CA bundle path."""
+
+    name: str
+    url: str
+    token: str = field(repr=False)
+    prune: bool
+    verify: bool | str
+
+
+@dataclass(frozen=True)
+class KernelDecl:
+    """One entry of ``kernels:``: its validated keys and the server they resolve to."""
+
+    name: str
+    server: str
+    keys: KernelKeys
+
+    @property
+    def recipe(self) -> Recipe:
+        """What the state will record for each of its kernels."""
+        keys = self.keys
+        return Recipe(spec=keys.spec, cwd=keys.cwd, revision=keys.revision)
+
+
+@dataclass(frozen=True)
+class Desired:
+    """One kernel that should run: ``etl`` (no count) or ``etl[i]`` (replica *i*)."""
+
+    address: str
+    decl: KernelDecl
+    index: int | None
+
+    @property
+    def kernel(self) -> str:
+        """The declaration's name (``etl`` for ``etl[3]``)."""
+        return self.decl.name
+
+    @property
+    def server(self) -> str:
+        return self.decl.server
+
+    @property
+    def keys(self) -> KernelKeys:
+        return self.decl.keys
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.decl.recipe
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A valid manifest. ``digest`` is the sha256 hex of the file's bytes."""
+
+    path: str
+    servers: Mapping[str, ServerConfig]
+    kernels: Mapping[str, KernelDecl]
+    digest: str
+
+    def desired(self) -> list[Desired]:
+        """Every kernel address the manifest asks for, in declaration order."""
+        out: list[Desired] = []
+        for decl in self.kernels.values():
+            count = decl.keys.count
+            indexes: list[int | None] = [None] if count is None else list(range(count))
+            for index in indexes:
+                out.append(Desired(address=str(Address(decl.name, index)), decl=decl, index=index))
+        return out
