@@ -443,12 +443,12 @@ def load_plan(path: Path) -> KfPlan:
     return Plan.from_dict(data, source=str(path))
 
 
-def confirm(question: str, *, auto_approve: bool) -> None:
+def confirm(question: str, *, auto_approve: bool, flag: str = "--auto-approve") -> None:
     if auto_approve:
         return
     if not sys.stdin.isatty():
         raise click.UsageError(
-            "no terminal to ask for confirmation; pass --auto-approve to apply without asking"
+            f"no terminal to ask for confirmation; pass {flag} to go ahead without asking"
         )
     emit(question)
     answer = click.prompt("  Only 'yes' will be accepted", default="", show_default=False)
@@ -564,13 +564,27 @@ def import_(workspace: Workspace, printer: Printer, address: str, kernel_id: str
 
 @cli.command("force-unlock")
 @workspace_command()
-def force_unlock(workspace: Workspace, printer: Printer) -> None:
-    """Remove a state lock left behind by a dead process."""
-    removed = workspace.store.force_unlock()
-    if removed is None:
-        emit(f"The state at {workspace.store.location} is not locked.")
-    else:
-        emit(f"Removed the lock {removed.describe()}.")
+@click.argument("lock_id")
+@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
+def force_unlock(workspace: Workspace, printer: Printer, lock_id: str, force: bool) -> None:
+    """Remove the state lock LOCK_ID left by a process that is gone.
+
+    LOCK_ID is the id shown in the "locked" message. A lock held by a process
+    that is still alive on this host is never removed.
+    """
+    holder = workspace.store.lock_info()
+    if holder is not None and not force:
+        emit(
+            f"The lock {lock_id} on the state at {workspace.store.location} is {holder.describe()}."
+        )
+        confirm(
+            "Removing it lets another run in while that one may still be writing.\n"
+            "Do you really want to remove the lock?",
+            auto_approve=False,
+            flag="--force",
+        )
+    removed = workspace.store.force_unlock(lock_id)
+    emit(f"Removed the lock {lock_id} ({removed.describe()}).")
 
 
 @cli.group()

@@ -17,9 +17,10 @@ so that callers only ever need to know this module.
     │   ├── ServerError             any other error status
     │   └── BadResponse             an answer that is not the JSON expected
     ├── ManifestError               one or more FILE:LINE:COL problems
-    ├── StateError                  the state file cannot be used
+    ├── StateError                  the state cannot be used
     │   ├── StateLocked             another run holds the lock
     │   ├── StateCorrupt            unreadable, foreign or newer state
+    │   ├── StaleState              another run wrote the state since it was read
     │   └── StateWriteError         could not be saved (recovery file written)
     └── PlanError                   the plan cannot be made or carried out
         └── StalePlan               a saved plan no longer matches the world
@@ -117,15 +118,27 @@ class StateError(KernelformError):
 
 
 class StateLocked(StateError):
-    """Another kernelform run holds the state lock."""
+    """Another kernelform run holds the state lock; ``holder`` says who, when known."""
+
+    def __init__(self, message: str, *, holder: object = None) -> None:
+        self.holder = holder
+        super().__init__(message)
 
 
 class StateCorrupt(StateError):
-    """The state file is unreadable, foreign, or from a newer kernelform."""
+    """The state is unreadable, foreign, or from a newer kernelform."""
+
+
+class StaleState(StateError):
+    """The stored state changed since this run read it (a serial conflict)."""
 
 
 class StateWriteError(StateError):
-    """The state could not be written; a recovery file holds what is known."""
+    """The state could not be written; ``recovery`` is the file holding what is known."""
+
+    def __init__(self, message: str, *, recovery: object = None) -> None:
+        self.recovery = recovery
+        super().__init__(message)
 
 
 class PlanError(KernelformError):

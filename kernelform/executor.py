@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -102,7 +102,7 @@ class Report:
 
 
 class _Recorder:
-    """The state as it stands, written through the store after every step."""
+    """The state as it stands, each edit recorded through the store as it is made."""
 
     def __init__(self, store: StateStore, state: State) -> None:
         self._store = store
@@ -111,16 +111,19 @@ class _Recorder:
         self.write_error: StateWriteError | None = None
         self.saved = True
 
-    def update(self, edit: Callable[[State], State]) -> None:
+    def update(self, edit: Callable[[State], State], *, touched: Iterable[str]) -> None:
+        """Apply *edit* and record what it changed at the *touched* addresses."""
         with self._lock:
-            edited = edit(self.state)
-            if edited == self.state:
+            before = self.state
+            edited = edit(before)
+            puts, drops = _difference(before, edited, touched)
+            if not puts and not drops:
                 return
             faults.checkpoint("before-state-write")
             try:
-                self.state = self._store.write(edited)
+                self.state = self._store.record(before, puts=puts, drops=drops)
             except StateWriteError as e:
-                self.state = edited
+                self.state = replace(edited, serial=before.serial + 1)
                 self.write_error = e
                 self.saved = False
                 raise
@@ -140,6 +143,22 @@ class _Recorder:
         )
 
 
+def _difference(
+    before: State, after: State, touched: Iterable[str]
+) -> tuple[list[Resource], list[str]]:
+    """What changed between two states at *touched* addresses: (puts, drops)."""
+    puts: list[Resource] = []
+    drops: list[str] = []
+    for address in dict.fromkeys(touched):
+        new = after.resources.get(address)
+        if new is None:
+            if address in before.resources:
+                drops.append(address)
+        elif before.resources.get(address) != new:
+            puts.append(new)
+    return puts, drops
+
+
 def execute(
     plan: Plan,
     *,
@@ -153,7 +172,7 @@ def execute(
 ) -> tuple[Report, State]:
     """Carry out *plan*'s runnable changes; return the report and the final state."""
     recorder = _Recorder(store, state)
-    recorder.update(lambda s: _apply_updates(plan, s))
+    recorder.update(lambda s: _apply_updates(plan, s), touched=_update_addresses(plan))
     runner = _Runner(clients=clients, live=live, recorder=recorder, clock=clock)
     outcomes: list[Outcome] = []
     pending = list(plan.runnable)
@@ -172,7 +191,13 @@ def execute(
     error = recorder.final_error()
     if error is not None:
         raise error
+    store.settle(recorder.state)
     return Report(outcomes=tuple(outcomes), blocked=plan.blocked), recorder.state
+
+
+def _update_addresses(plan: Plan) -> list[str]:
+    addresses = [u.address for u in plan.updates]
+    return addresses + [u.new_address for u in plan.updates if u.new_address]
 
 
 def _apply_updates(plan: Plan, state: State) -> State:
@@ -223,14 +248,16 @@ class _Runner:
         client = self._clients[change.server]
         if change.action is Action.RESTART:
             kernel = client.restart_kernel(change.kernel_id)
-            self._recorder.update(lambda s: _restarted(s, change, self._clock()))
+            self._recorder.update(
+                lambda s: _restarted(s, change, self._clock()), touched=[change.address]
+            )
             return kernel.id
         if change.action is Action.INTERRUPT:
             client.interrupt_kernel(change.kernel_id)
             return change.kernel_id
         self._shutdown(change.server, change.kernel_id)
         if change.managed:
-            self._recorder.update(lambda s: s.without(change.address))
+            self._recorder.update(lambda s: s.without(change.address), touched=[change.address])
         return change.kernel_id
 
     def _start(self, change: Change) -> str:
@@ -245,7 +272,7 @@ class _Runner:
         # and start time if this run dies before it learns the id.
         marker = chosen or placeholder_id()
         pending = _resource(change, kernel_id=marker, now=self._clock(), pending=True)
-        self._recorder.update(lambda s: s.with_resource(pending))
+        self._recorder.update(lambda s: s.with_resource(pending), touched=[change.address])
         try:
             faults.checkpoint("before-start")
             recipe = change.recipe
@@ -254,10 +281,10 @@ class _Runner:
         except (RequestTimeout, ConnectError):
             raise  # it may have started: the pending record lets the next run find out
         except KernelformError:
-            self._recorder.update(lambda s: s.without(change.address))
+            self._recorder.update(lambda s: s.without(change.address), touched=[change.address])
             raise
         started = _resource(change, kernel_id=kernel.id, now=self._clock(), pending=False)
-        self._recorder.update(lambda s: s.with_resource(started))
+        self._recorder.update(lambda s: s.with_resource(started), touched=[change.address])
         return kernel.id
 
     def _pending_id(self, change: Change) -> str | None:
@@ -280,15 +307,21 @@ class _Runner:
         deposed_address = str(parse_address(change.address).as_deposed())
         if old is not None:
             kept = replace(old, address=deposed_address)
-            self._recorder.update(lambda s: _depose(s, change.address, kept))
+            self._recorder.update(
+                lambda s: _depose(s, change.address, kept),
+                touched=[change.address, deposed_address],
+            )
         try:
             new_id = self._start(replace(change, action=Action.START))
         except KernelformError:
             if old is not None:
-                self._recorder.update(lambda s: _reinstate(s, old, deposed_address))
+                self._recorder.update(
+                    lambda s: _reinstate(s, old, deposed_address),
+                    touched=[old.address, deposed_address],
+                )
             raise
         self._shutdown(change.old_server or change.server, change.kernel_id)
-        self._recorder.update(lambda s: s.without(deposed_address))
+        self._recorder.update(lambda s: s.without(deposed_address), touched=[deposed_address])
         return new_id
 
     def _shutdown(self, server: str, kernel_id: str) -> None:

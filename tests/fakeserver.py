@@ -22,22 +22,21 @@ share), so a test can say exactly what was done to which kernel. It is a fake
 on purpose: the property tests run thousands of cases; tests/test_convergence.py
 runs a few generated cases against the real server too.
 
-``MemoryStore`` is a ``StateStore`` in a variable: ``write`` stores serial + 1
-and refuses another lineage or an older serial, like ``FileStateStore``; the
-lock is a no-op.
+``MemoryStore`` is the in-memory backend (``kernelform.state.memory``), which
+keeps every backend's rules, plus ``writes``: every state it stored, in order.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from kernelform.errors import KernelNotFound, StateCorrupt, StateError, UnknownKernelSpec
+from kernelform.errors import KernelNotFound, UnknownKernelSpec
 from kernelform.models import Kernel, KernelSpecs, Session
-from kernelform.state import LockInfo, State
+from kernelform.state import Resource, State
+from kernelform.state.memory import MemoryStateStore
 
 
 @dataclass
@@ -223,42 +222,22 @@ class FakeJupyter:
         return kernel
 
 
-class MemoryStore:
-    """A ``StateStore`` kept in memory; ``writes`` lists every state written, in order."""
-
-    location = "memory"
+class MemoryStore(MemoryStateStore):
+    """The in-memory backend, with ``writes``: every state stored, in order."""
 
     def __init__(self, state: State) -> None:
-        self.state = state
+        super().__init__(state)
         self.writes: list[State] = []
-        self._lock = threading.Lock()
+
+    def _replace(self, state: State, *, previous: State | None) -> None:
+        super()._replace(state, previous=previous)
+        self.writes.append(state)
+
+    def _append(self, base: State, written: State, puts: list[Resource], drops: list[str]) -> None:
+        super()._append(base, written, puts, drops)
+        if self.state is written:  # (otherwise _replace has recorded it)
+            self.writes.append(written)
 
     def read(self) -> State:
+        assert self.state is not None
         return self.state
-
-    def write(self, state: State) -> State:
-        with self._lock:
-            if state.lineage != self.state.lineage:
-                raise StateCorrupt(f"lineage {state.lineage} is not {self.state.lineage}")
-            if self.state.serial > state.serial:
-                raise StateError(f"stored serial {self.state.serial} is newer than {state.serial}")
-            written = replace(state, serial=state.serial + 1)
-            self.state = written
-            self.writes.append(written)
-            return written
-
-    @contextmanager
-    def lock(self, *, operation: str, timeout: float = 0.0) -> Iterator[LockInfo]:
-        yield LockInfo(
-            id="memory",
-            pid=1,
-            host="memory",
-            operation=operation,
-            since=datetime(2026, 1, 1, tzinfo=timezone.utc),
-        )
-
-    def lock_info(self) -> LockInfo | None:
-        return None
-
-    def force_unlock(self) -> LockInfo | None:
-        return None

@@ -1,4 +1,4 @@
-"""Tests for the state model, the JSON file store and its lock.
+"""The file backend: snapshot, journal, backup, recovery files and the flock lock.
 
 Write failures are made by fault injection, not by a read-only directory:
 the tests may run as root, and root writes through ``chmod 0o500``. So a
@@ -16,7 +16,6 @@ import dataclasses
 import errno
 import json
 import os
-import pickle
 import re
 import stat
 import subprocess
@@ -26,44 +25,23 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kernelform.errors import StateCorrupt, StateError, StateLocked, StateWriteError
-from kernelform.recipe import FIELD_NAMES as RECIPE_FIELDS
-from kernelform.recipe import Recipe
+from kernelform.errors import StaleState, StateCorrupt, StateError, StateLocked, StateWriteError
 from kernelform.state import (
-    FORMAT_VERSION,
     FileStateStore,
     LockInfo,
-    Resource,
     State,
     StateStore,
-    format_time,
     new_state,
-    parse_time,
 )
+from tests.state.helpers import T0, resource
 
-ROOT = Path(__file__).resolve().parents[1]
-T0 = datetime(2026, 11, 28, 0, 10, tzinfo=timezone.utc)
-
-
-def resource(address: str = "etl", **changes: Any) -> Resource:
-    fields: dict[str, Any] = {
-        "address": address,
-        "server": "local",
-        "kernel_id": f"kid-{address}",
-        "spec": "python3",
-        "cwd": "/srv/etl",
-        "revision": "abc123",
-        "started_at": T0,
-    }
-    fields.update(changes)
-    recipe = Recipe.from_dict({name: fields.pop(name) for name in RECIPE_FIELDS if name in fields})
-    return Resource(recipe=recipe, **fields)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -78,119 +56,6 @@ def store(path: Path) -> FileStateStore:
 
 def files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
-
-
-# --- model -----------------------------------------------------------------
-
-
-def test_new_state_is_empty_with_fresh_lineage() -> None:
-    a, b = new_state(), new_state()
-    assert (a.version, a.serial, dict(a.resources)) == (FORMAT_VERSION, 0, {})
-    assert uuid.UUID(a.lineage).version == 4
-    assert a.lineage != b.lineage
-
-
-def test_to_dict_has_exactly_the_documented_keys_and_no_token() -> None:
-    state = new_state().with_resource(resource(pending=True))
-    data = state.to_dict()
-    assert list(data) == ["version", "serial", "lineage", "resources"]
-    assert list(data["resources"]["etl"]) == [
-        "address",
-        "server",
-        "kernel_id",
-        "spec",
-        "cwd",
-        "revision",
-        "started_at",
-        "pending",
-    ]
-    names = {f.name for f in dataclasses.fields(State)} | {
-        f.name for f in dataclasses.fields(Resource)
-    }
-    assert not any("token" in n for n in names)
-    assert "token" not in json.dumps(data)
-
-
-def test_started_at_serialises_as_utc_with_z() -> None:
-    east = timezone(timedelta(hours=2))
-    r = resource(started_at=datetime(2026, 11, 28, 2, 10, tzinfo=east))
-    assert r.started_at == T0 and r.started_at.tzinfo == timezone.utc
-    assert r.to_dict()["started_at"] == "2026-11-28T00:10:00Z"
-    with_micro = resource(started_at=T0.replace(microsecond=5))
-    assert with_micro.to_dict()["started_at"] == "2026-11-28T00:10:00.000005Z"
-    assert Resource.from_dict(with_micro.to_dict()) == with_micro
-
-
-def test_naive_started_at_is_refused() -> None:
-    with pytest.raises(ValueError, match="timezone-aware"):
-        resource(started_at=datetime(2026, 1, 1))
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2026-11-28T00:10:00Z", T0),
-        ("2026-11-28T00:10:00.5Z", T0.replace(microsecond=500000)),
-        ("2026-11-28T01:10:00+01:00", T0),
-    ],
-)
-def test_parse_time(text: str, expected: datetime) -> None:
-    assert parse_time(text) == expected
-    assert format_time(parse_time(text)) == format_time(expected)
-
-
-@pytest.mark.parametrize(
-    "text", ["2026-11-28T00:10:00", "2026-13-28T00:10:00Z", "yesterday", "2026-11-28 00:10:00Z"]
-)
-def test_parse_time_refuses(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_time(text)
-
-
-def test_model_is_frozen_and_with_without_copy() -> None:
-    empty = new_state()
-    one = empty.with_resource(resource("b")).with_resource(resource("a"))
-    assert dict(empty.resources) == {}
-    assert list(one.resources) == ["a", "b"]
-    assert one.lineage == empty.lineage and one.serial == empty.serial
-    replaced = one.with_resource(resource("a", spec="ir"))
-    assert replaced.resources["a"].recipe.spec == "ir"
-    assert one.resources["a"].recipe.spec == "python3"
-    assert list(one.without("a").resources) == ["b"]
-    assert one.without("missing") is one
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        one.serial = 3  # type: ignore[misc]
-    with pytest.raises(TypeError):
-        one.resources["c"] = resource("c")  # type: ignore[index]
-    assert hash(one) == hash(State.from_dict(one.to_dict(), source="x"))
-    assert pickle.loads(pickle.dumps(one)) == one
-
-
-def test_one_kernel_cannot_have_two_addresses() -> None:
-    with pytest.raises(ValueError, match="claimed by both a and b"):
-        new_state().with_resource(resource("a", kernel_id="k")).with_resource(
-            resource("b", kernel_id="k")
-        )
-
-
-def test_round_trip_keeps_everything_and_sorts_addresses() -> None:
-    state = (
-        new_state()
-        .with_resource(resource("etl[1]", cwd=None, revision=None))
-        .with_resource(resource("etl[0]", pending=True))
-        .with_resource(resource("alpha"))
-    )
-    data = state.to_dict()
-    assert list(data["resources"]) == ["alpha", "etl[0]", "etl[1]"]
-    again = State.from_dict(json.loads(json.dumps(data)), source="test")
-    assert again == state
-    assert again.resources["etl[0]"].pending is True
-
-
-def test_pending_defaults_to_false_when_absent() -> None:
-    data = new_state().with_resource(resource()).to_dict()
-    del data["resources"]["etl"]["pending"]
-    assert State.from_dict(data, source="test").resources["etl"].pending is False
 
 
 # --- file store: read and write --------------------------------------------
@@ -338,7 +203,7 @@ def test_corrupt_message_points_at_the_backup(store: FileStateStore, path: Path)
     with pytest.raises(StateCorrupt) as info:
         store.read()
     assert str(info.value) == (
-        f"state file {path} is not valid JSON (line 1 col 16); restore it from"
+        f"the state at {path} is not valid JSON (line 1 col 16); restore it from"
         f" {path}.backup or your VCS, it was not changed"
     )
 
@@ -412,7 +277,8 @@ def test_failed_replace_saves_recovery_beside_state(
     assert saved.parent == path.parent
     assert re.fullmatch(r"state\.json\.recovery-\d{8}T\d{6}Z\.json", saved.name)
     assert "No space left on device" in message
-    assert f"move it to {path}" in message
+    assert f"run 'kernelform state push {saved}'" in message
+    assert info.value.recovery == saved
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
     recovered = State.from_dict(json.loads(saved.read_text()), source=str(saved))
     assert recovered == dataclasses.replace(wanted, serial=2)
@@ -478,8 +344,8 @@ def test_when_no_recovery_file_can_be_saved_the_message_holds_the_state(
         store.write(wanted)
     message = str(info.value)
     assert "no recovery file could be saved" in message
-    assert f"save this JSON as {path}:" in message
-    payload = message.split(f"save this JSON as {path}:\n", 1)[1]
+    assert "push it with 'kernelform state push FILE':" in message
+    payload = message.split("'kernelform state push FILE':\n", 1)[1]
     assert json.loads(payload) == dataclasses.replace(wanted, serial=2).to_dict()
     assert path.read_bytes() == before
     assert files(path.parent) == ["state.json"]
@@ -506,9 +372,10 @@ def test_lock_is_not_reentrant(store: FileStateStore) -> None:
         with pytest.raises(StateLocked) as err, store.lock(operation="plan"):
             pass
     message = str(err.value)
+    # A live holder on this host: force-unlock would only do harm, so it is not suggested.
     assert message == (
-        f"the state is locked: {info.describe()}; wait for it to finish, retry with"
-        " --lock-timeout 60s, or if that process is dead run 'kernelform force-unlock'"
+        f"the state at {store.path} is locked: {info.describe()}; wait for it to finish,"
+        " or retry with --lock-timeout 60s"
     )
     assert f"held by pid {os.getpid()} on host " in message
     with store.lock(operation="plan"):
@@ -540,11 +407,38 @@ def test_holder_without_info_is_reported_as_unknown(store: FileStateStore) -> No
             pass
 
 
-def test_force_unlock_removes_lock_and_returns_holder(store: FileStateStore) -> None:
-    assert store.force_unlock() is None
+def test_force_unlock_needs_a_lock_and_its_id(store: FileStateStore) -> None:
+    with pytest.raises(StateError, match="is not locked; nothing to unlock"):
+        store.force_unlock("any")
+    with store.lock(operation="apply") as info:
+        with pytest.raises(StateError, match=f"the lock .* is {info.id}, not wrong-id"):
+            store.force_unlock("wrong-id")
+        assert store.lock_info() == info
+
+
+def test_force_unlock_refuses_a_live_local_holder(store: FileStateStore) -> None:
+    with store.lock(operation="apply") as info:
+        with pytest.raises(
+            StateLocked, match=f"that process is alive on this host.*kill {os.getpid()}"
+        ):
+            store.force_unlock(info.id)
+        assert store.lock_info() == info
+        assert store.lock_path.exists()
+
+
+def test_force_unlock_removes_a_lock_whose_holder_is_gone(store: FileStateStore) -> None:
+    # A lock that flock cannot clear (a network filesystem): the holder record names
+    # a host that is not this one, so its liveness cannot be checked from here.
     stuck = store.lock(operation="apply")
-    old = stuck.__enter__()
-    assert store.force_unlock() == old
+    stuck.__enter__()
+    elsewhere = LockInfo(id="far-away", pid=4242, host="other-host", operation="apply", since=T0)
+    store.lock_path.write_text(json.dumps(elsewhere.to_dict()))
+    with (
+        pytest.raises(StateLocked, match="run 'kernelform force-unlock far-away'"),
+        store.lock(operation="plan"),
+    ):
+        pass
+    assert store.force_unlock("far-away") == elsewhere
     assert not store.lock_path.exists()
     with store.lock(operation="plan") as new:
         stuck.__exit__(None, None, None)
@@ -638,8 +532,8 @@ def test_killed_holder_leaves_no_lock(store: FileStateStore, holder: subprocess.
     holder.wait()
     assert store.lock_path.exists()
     assert store.lock_info() is None
-    stale = store.force_unlock()
-    assert stale is not None and stale.pid == holder.pid
+    with pytest.raises(StateError, match="is not locked; nothing to unlock"):
+        store.force_unlock("anything")
     with store.lock(operation="apply") as info:
         assert info.pid == os.getpid()
 
@@ -651,3 +545,118 @@ def test_killed_holder_lock_is_taken_over_without_force_unlock(
     holder.wait()
     with store.lock(operation="apply") as info:
         assert store.lock_info() == info
+
+
+# --- the journal ----------------------------------------------------------------
+
+
+def journal_lines(store: FileStateStore) -> list[dict[str, Any]]:
+    if not store.journal_path.exists():
+        return []
+    return [json.loads(line) for line in store.journal_path.read_text().splitlines()]
+
+
+def big_state(n: int) -> State:
+    state = new_state()
+    return state.edited(puts=[resource(f"k{i:04d}") for i in range(n)])
+
+
+def test_recording_appends_one_line_and_leaves_the_snapshot_alone(
+    store: FileStateStore, path: Path
+) -> None:
+    state = store.write(big_state(300))
+    snapshot = (path.stat().st_ino, path.stat().st_mtime_ns)
+    for i in range(5):
+        state = store.record(state, puts=[resource(f"new{i}")], drops=[f"k{i:04d}"])
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == snapshot
+    lines = journal_lines(store)
+    assert [line["serial"] for line in lines] == [2, 3, 4, 5, 6]
+    assert lines[0]["drops"] == ["k0000"] and lines[0]["puts"][0]["address"] == "new0"
+    assert FileStateStore(path).read() == state
+
+
+def test_a_line_costs_the_same_whatever_the_size_of_the_state(tmp_path: Path) -> None:
+    sizes = []
+    for n in (1, 1000):
+        store = FileStateStore(tmp_path / str(n) / "state.json")
+        state = store.write(big_state(n))
+        store.record(state, puts=[resource("added")])
+        sizes.append(store.journal_path.stat().st_size)
+    assert sizes[0] == sizes[1]
+
+
+def test_settle_folds_the_journal_into_the_snapshot(store: FileStateStore, path: Path) -> None:
+    state = store.write(big_state(3))
+    state = store.record(state, puts=[resource("x")])
+    store.settle(state)
+    assert not store.journal_path.exists()
+    assert json.loads(path.read_text())["serial"] == state.serial
+    assert FileStateStore(path).read() == state
+    assert sorted(files(path.parent)) == ["state.json", "state.json.backup"]
+
+
+def test_the_journal_is_compacted_once_it_outgrows_the_state(store: FileStateStore) -> None:
+    state = store.write(big_state(2))
+    for i in range(150):
+        state = store.record(state, puts=[resource("moving", kernel_id=f"k{i}")])
+    assert len(journal_lines(store)) < 100
+    assert FileStateStore(store.path).read() == state
+
+
+def test_a_line_that_never_finished_is_ignored_then_cut(store: FileStateStore, path: Path) -> None:
+    state = store.write(big_state(1))
+    state = store.record(state, puts=[resource("a")])
+    with store.journal_path.open("ab") as journal:
+        journal.write(b'{"lineage": "torn write, no newl')
+    again = FileStateStore(path)
+    read = again.read()
+    assert read == state
+    after = again.record(read, puts=[resource("b")])
+    assert [line["serial"] for line in journal_lines(store)] == [2, 3]
+    assert FileStateStore(path).read() == after
+
+
+def test_a_damaged_journal_line_is_refused(store: FileStateStore, path: Path) -> None:
+    state = store.write(big_state(1))
+    store.record(state, puts=[resource("a")])
+    with store.journal_path.open("ab") as journal:
+        journal.write(b"not json\n")
+    before = store.journal_path.read_bytes()
+    with pytest.raises(StateCorrupt, match=r"the journal .* is damaged \(the line at byte \d+"):
+        FileStateStore(path).read()
+    assert store.journal_path.read_bytes() == before
+
+
+def test_a_journal_of_another_state_is_refused(store: FileStateStore, path: Path) -> None:
+    store.write(big_state(1))
+    line = {"lineage": new_state().lineage, "serial": 2, "puts": [], "drops": []}
+    store.journal_path.write_text(json.dumps(line) + "\n")
+    with pytest.raises(StateCorrupt, match="belongs to another state"):
+        FileStateStore(path).read()
+
+
+def test_an_interrupted_compaction_leaves_only_covered_lines(
+    store: FileStateStore, path: Path
+) -> None:
+    state = store.write(big_state(2))
+    for name in ("a", "b", "c"):
+        state = store.record(state, puts=[resource(name)])
+    journal = store.journal_path.read_bytes()
+    store.settle(state)
+    store.journal_path.write_bytes(journal)  # as if killed before the journal was removed
+    again = FileStateStore(path)
+    assert again.read() == state
+    state = again.record(state, puts=[resource("d")])
+    assert FileStateStore(path).read() == state
+
+
+def test_a_compaction_by_another_run_is_noticed(store: FileStateStore, path: Path) -> None:
+    mine = store.write(big_state(1))
+    mine = store.record(mine, puts=[resource("a")])
+    other = FileStateStore(path)
+    theirs = other.read()
+    other.settle(theirs)
+    other_state = other.record(theirs, puts=[resource("b")])
+    with pytest.raises(StaleState):
+        store.record(mine, puts=[resource("c")])
+    assert FileStateStore(path).read() == other_state

@@ -1,0 +1,332 @@
+"""The contract of a state backend, and the rules every backend keeps, written once.
+
+A backend (``FileStateStore``, ``PostgresStateStore``) provides storage
+primitives: load the state, replace it whole, append one recorded action, and
+a lock. ``StateStore`` turns them into the contract the rest of kernelform
+uses, and keeps the rules that make a shared state safe:
+
+* a stored state of another lineage is never overwritten (``StateCorrupt``);
+* a write based on a stale read is refused (``StaleState``): the stored serial
+  must be the one this run read or last wrote;
+* every refused or failed write saves what the run knows to a recovery file
+  (the file backend's JSON format, restorable with ``kernelform state push``),
+  or at worst puts it in the message, so a kernel just started is never
+  forgotten;
+* recording one action (``record``) costs the same whatever the number of
+  kernels: backends append it (a journal line, a row) instead of rewriting;
+* messages speak of "the state at LOCATION", whatever the backend;
+* a lock held by a live process on this host is never broken.
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import json
+import os
+import socket
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, suppress
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from kernelform.errors import StaleState, StateCorrupt, StateError, StateLocked, StateWriteError
+from kernelform.state.model import LockInfo, Resource, State, new_state
+
+
+class StateStore(abc.ABC):
+    """Where the state lives. Subclasses implement the ``_``-prefixed primitives and the lock."""
+
+    def __init__(self, *, location: str, recovery_dir: Path, recovery_name: str) -> None:
+        self.location = location
+        self.recovery_dir = recovery_dir
+        self.recovery_name = recovery_name
+
+    # -- what a backend provides ---------------------------------------------------
+
+    @abc.abstractmethod
+    def _load(self) -> State | None:
+        """The stored state, or None when nothing is stored; raises ``StateError``s."""
+
+    @abc.abstractmethod
+    def _replace(self, state: State, *, previous: State | None) -> None:
+        """Store *state* whole, in place of *previous* (what ``_load`` returned)."""
+
+    @abc.abstractmethod
+    def _append(self, base: State, written: State, puts: list[Resource], drops: list[str]) -> None:
+        """Store *written* (= *base* with the edits, serial + 1) by adding only the edits.
+
+        Must raise ``StaleState`` (via ``self.stale``) when the stored state is no
+        longer *base*, and do so without reading the whole state.
+        """
+
+    @abc.abstractmethod
+    def lock(self, *, operation: str, timeout: float = 0.0) -> AbstractContextManager[LockInfo]:
+        """Hold the lock for the block; ``StateLocked`` if still held after *timeout* s."""
+
+    @abc.abstractmethod
+    def lock_info(self) -> LockInfo | None:
+        """Who holds the lock, or ``None`` if nobody does."""
+
+    @abc.abstractmethod
+    def _break_lock(self, holder: LockInfo) -> None:
+        """Remove the lock (or holder record) of *holder*, whatever its state."""
+
+    def close(self) -> None:  # noqa: B027  (a default, not an abstract method)
+        """Release connections; the default holds none."""
+
+    def settle(self, state: State) -> None:  # noqa: B027
+        """Called once a run is done recording: a backend may compact here."""
+
+    # -- the contract ----------------------------------------------------------------
+
+    def read(self) -> State:
+        """The stored state, or ``new_state()`` if none; never creates anything."""
+        stored = self._load()
+        return new_state() if stored is None else stored
+
+    def write(self, state: State) -> State:
+        """Store *state* whole as serial ``state.serial + 1``; return what was stored.
+
+        Refuses a stored state of another lineage, and one whose serial is above
+        ``state.serial`` (another run wrote it since *state* was read). A stored
+        serial below it (a restored backup, a pushed recovery file) is accepted.
+        """
+        written = replace(state, serial=state.serial + 1)
+        try:
+            previous = self._load()
+        except StateCorrupt:
+            raise
+        except StateError as e:
+            raise self.write_failed(written, e) from e
+        if previous is not None:
+            self.check_replaceable(previous, written)
+        self._replace(written, previous=previous)
+        return written
+
+    def record(
+        self, base: State, *, puts: Iterable[Resource] = (), drops: Iterable[str] = ()
+    ) -> State:
+        """Store the edit of one action on top of *base* (the state last read or written)."""
+        put_list, drop_list = list(puts), list(drops)
+        written = replace(base.edited(puts=put_list, drops=drop_list), serial=base.serial + 1)
+        self._append(base, written, put_list, drop_list)
+        return written
+
+    def push(self, state: State, *, force: bool = False) -> State:
+        """Replace the stored state with *state* (``kernelform state push``).
+
+        Refused, unless *force*, when the stored state has another lineage or a
+        higher serial than *state*: pushing would lose what is recorded there.
+        The state is stored with its own serial + 1 (or the stored one + 1 when
+        forced over a higher one), so that a run that read the old state fails
+        its next write instead of overwriting the pushed one.
+        """
+        previous = self._load()
+        if previous is not None and not force:
+            if previous.lineage != state.lineage:
+                raise StateCorrupt(
+                    f"the state at {self.location} has lineage {previous.lineage}, the pushed"
+                    f" one {state.lineage}: they are different states; nothing was changed"
+                    " (force it only if the pushed state is the right one)"
+                )
+            if previous.serial > state.serial:
+                raise StaleState(
+                    f"the state at {self.location} is at serial {previous.serial}, newer than"
+                    f" the pushed one ({state.serial}); nothing was changed (pull it first, or"
+                    " force it only if the pushed state is the right one)"
+                )
+        serial = max(state.serial, previous.serial if previous is not None else 0)
+        written = replace(state, serial=serial + 1)
+        self._replace(written, previous=previous)
+        return written
+
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        """Break the lock whose id is *lock_id*; never one a live local process holds."""
+        holder = self.lock_info()
+        if holder is None:
+            raise StateError(f"the state at {self.location} is not locked; nothing to unlock")
+        if holder.id and holder.id != lock_id:
+            raise StateError(
+                f"the lock on the state at {self.location} is {holder.id}, not {lock_id}"
+                f" ({holder.describe()}); nothing was changed"
+            )
+        if holder_is_alive(holder):
+            raise StateLocked(
+                f"refusing to unlock the state at {self.location}: the lock is {holder.describe()}"
+                f" and that process is alive on this host; wait for it, or stop it"
+                f" (kill {holder.pid}) and its lock goes with it"
+            )
+        self._break_lock(holder)
+        return holder
+
+    # -- shared rules, for backends ------------------------------------------------------
+
+    def check_replaceable(self, stored: State, written: State) -> None:
+        """Refuse to store *written* over *stored* from another lineage or a newer write."""
+        if stored.lineage != written.lineage:
+            raise StateCorrupt(
+                f"the state at {self.location} belongs to another state (lineage"
+                f" {stored.lineage}, this run's is {written.lineage}); it was not"
+                f" changed. Is the right state in use? {self.recovery_note(written)}"
+            )
+        if stored.serial >= written.serial:
+            raise self.stale(stored.serial, written)
+
+    def stale(self, stored_serial: int | None, written: State) -> StaleState:
+        """The error for a write whose base is no longer what is stored."""
+        now = f"is at serial {stored_serial}" if stored_serial is not None else "was rewritten"
+        return StaleState(
+            f"the state changed under us: the state at {self.location} {now}"
+            f" but this run read it at serial {written.serial - 1}; another run"
+            f" wrote it, and it was not changed. {self.recovery_note(written)}"
+        )
+
+    def write_failed(self, written: State, error: BaseException) -> StateWriteError:
+        """The error for a write that failed (disk, network): the state is saved aside."""
+        text = dump(written.to_dict()).decode("utf-8")
+        cause = describe_error(error)
+        saved, problems = self.save_recovery(text)
+        if saved is not None:
+            return StateWriteError(
+                f"the state could not be written to {self.location}: {cause}. A recovery"
+                f" file with the new state was saved at {saved}; once the problem is"
+                f" fixed, run 'kernelform state push {saved}' (or kernelform will forget"
+                " what this run changed)",
+                recovery=saved,
+            )
+        return StateWriteError(
+            f"the state could not be written to {self.location}: {cause}, and no recovery"
+            f" file could be saved either ({'; '.join(problems)}). Once the problem is"
+            f" fixed, save this JSON to a file and push it with 'kernelform state push"
+            f" FILE':\n{text}"
+        )
+
+    def recovery_note(self, written: State) -> str:
+        text = dump(written.to_dict()).decode("utf-8")
+        saved, problems = self.save_recovery(text)
+        if saved is not None:
+            return f"This run's state was saved at {saved}."
+        return f"This run's state could not be saved ({'; '.join(problems)}); here it is:\n{text}"
+
+    def save_recovery(self, text: str) -> tuple[Path | None, list[str]]:
+        """Save *text* in the recovery dir, else in the system temp dir."""
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        problems: list[str] = []
+        places = (
+            self.recovery_dir / f"{self.recovery_name}.recovery-{stamp}",
+            Path(tempfile.gettempdir(), f"kernelform-{self.recovery_name}.recovery-{stamp}"),
+        )
+        for stem in places:
+            try:
+                return write_new(stem, text.encode("utf-8")), problems
+            except OSError as e:
+                problems.append(f"{e.filename or stem.parent}: {e.strerror or e}")
+        return None, problems
+
+    def locked_error(self, holder: LockInfo, timeout: float) -> StateLocked:
+        """ "the state is locked: …", suggesting force-unlock only where it can help."""
+        waited = (
+            f"the state at {self.location} is still locked after {timeout:g}s"
+            if timeout > 0
+            else f"the state at {self.location} is locked"
+        )
+        longer = "a longer --lock-timeout" if timeout > 0 else "--lock-timeout 60s"
+        advice = f"wait for it to finish, or retry with {longer}"
+        if holder.id and not holder_is_alive(holder) and not holder_is_local(holder):
+            advice += (
+                "; if that process is gone (its host cannot be checked from here), run"
+                f" 'kernelform force-unlock {holder.id}'"
+            )
+        return StateLocked(f"{waited}: {holder.describe()}; {advice}", holder=holder)
+
+
+def new_lock_info(operation: str, lock_id: str) -> LockInfo:
+    """The holder record of a lock this process takes now."""
+    return LockInfo(
+        id=lock_id,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        operation=operation,
+        since=datetime.now(timezone.utc).replace(microsecond=0),
+    )
+
+
+def holder_is_local(holder: LockInfo) -> bool:
+    return bool(holder.host) and holder.host == socket.gethostname()
+
+
+def holder_is_alive(holder: LockInfo) -> bool:
+    """True when the holder is a process alive on this host (it can be checked)."""
+    if not holder_is_local(holder) or holder.pid <= 0:
+        return False
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+def describe_error(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}" + (f": {error.filename}" if error.filename else "")
+    return str(error) or type(error).__name__
+
+
+def dump(data: Mapping[str, Any]) -> bytes:
+    """The state's JSON form, as every backend and recovery file writes it."""
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_new(stem: Path, data: bytes) -> Path:
+    """Write *data* to ``<stem>.json`` (or ``<stem>-N.json``), never replacing a file."""
+    stem.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for n in range(100):
+        path = stem.with_name(stem.name + (f"-{n}" if n else "") + ".json")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            continue
+        try:
+            try:
+                write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(path)
+            raise
+        return path
+    raise FileExistsError(errno.EEXIST, "too many recovery files", str(stem))
+
+
+def iter_json_lines(data: bytes) -> Iterator[tuple[int, Any]]:
+    """``(end offset, value)`` for each complete line of *data*.
+
+    A last line without its newline is a write that never finished (it was
+    never acknowledged) and is skipped; a complete line that is not JSON raises
+    ``ValueError``.
+    """
+    offset = 0
+    while True:
+        end = data.find(b"\n", offset)
+        if end < 0:
+            return
+        try:
+            value = json.loads(data[offset:end])
+        except ValueError:
+            raise ValueError(f"the line at byte {offset} is not valid JSON") from None
+        offset = end + 1
+        yield offset, value

@@ -1,0 +1,163 @@
+"""The contract every state backend keeps, run against each of them.
+
+A backend is a ``StateStore``; the rules (lineage, serial, recovery files,
+push, force-unlock) are written once in ``kernelform.state.store`` and must
+hold whatever stores the bytes. Each test here runs once per backend in
+``BACKENDS``: add a backend there and it is held to the same contract.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kernelform.errors import StaleState, StateCorrupt, StateError, StateLocked
+from kernelform.state import FileStateStore, State, StateStore, new_state
+from kernelform.state.memory import MemoryStateStore
+from tests.state.helpers import resource
+
+Factory = Callable[[], StateStore]
+
+
+def file_backend(tmp_path: Path) -> Factory:
+    path = tmp_path / ".kernelform" / "state.json"
+    return lambda: FileStateStore(path)
+
+
+def memory_backend(tmp_path: Path) -> Factory:
+    first = MemoryStateStore(recovery_dir=tmp_path / "recovery")
+    return first.another
+
+
+BACKENDS: dict[str, Callable[[Path], Factory]] = {
+    "memory": memory_backend,
+    "file": file_backend,
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
+    yield BACKENDS[request.param](tmp_path)
+
+
+def recovery_files(store: StateStore) -> list[Path]:
+    return sorted(store.recovery_dir.glob("*.recovery-*.json"))
+
+
+def test_an_empty_store_reads_as_a_new_state(backend: Factory) -> None:
+    store = backend()
+    first, second = store.read(), store.read()
+    assert first.serial == 0 and not first.resources
+    assert first.lineage != second.lineage  # nothing stored: a new state each time
+
+
+def test_write_then_read(backend: Factory) -> None:
+    store = backend()
+    written = store.write(new_state().with_resource(resource("a")))
+    assert written.serial == 1
+    assert backend().read() == written
+
+
+def test_record_adds_and_removes_one_action_at_a_time(backend: Factory) -> None:
+    store = backend()
+    state = store.write(new_state().with_resource(resource("a")).with_resource(resource("b")))
+    state = store.record(state, puts=[resource("c")])
+    state = store.record(state, drops=["a"], puts=[resource("b", kernel_id="kid-b2")])
+    assert state.serial == 3
+    read = backend().read()
+    assert read == state
+    assert sorted(read.resources) == ["b", "c"]
+    assert read.resources["b"].kernel_id == "kid-b2"
+
+
+def test_record_on_a_stale_read_is_refused_and_saved_aside(backend: Factory) -> None:
+    mine, theirs = backend(), backend()
+    base = mine.write(new_state().with_resource(resource("a")))
+    stale_view = theirs.read()
+    mine.record(base, puts=[resource("b")])
+    with pytest.raises(StaleState, match="the state changed under us") as caught:
+        theirs.record(stale_view, puts=[resource("c")])
+    stored = backend().read()
+    assert sorted(stored.resources) == ["a", "b"]
+    assert "saved at" in str(caught.value)
+    saved = recovery_files(theirs)
+    assert saved, "the refused state was not saved aside"
+    assert "c" in json.loads(saved[-1].read_text())["resources"]
+
+
+def test_write_over_another_lineage_is_refused(backend: Factory) -> None:
+    store = backend()
+    store.write(new_state().with_resource(resource("theirs")))
+    with pytest.raises(StateCorrupt, match="belongs to another state"):
+        backend().write(new_state().with_resource(resource("ours")))
+    assert list(backend().read().resources) == ["theirs"]
+
+
+def test_write_over_a_newer_serial_is_refused(backend: Factory) -> None:
+    store = backend()
+    read = store.write(new_state())
+    store.write(read)
+    with pytest.raises(StaleState, match="is at serial 2 but this run read it at serial 1"):
+        backend().write(read)
+
+
+def test_push_replaces_a_state_of_the_same_lineage_and_serial_moves_on(backend: Factory) -> None:
+    store = backend()
+    stored = store.write(new_state().with_resource(resource("a")))
+    pulled = json.loads(json.dumps(store.read().to_dict()))
+    pushed_state = State.from_dict(pulled, source="pulled").with_resource(resource("b"))
+    pushed = backend().push(pushed_state)
+    assert pushed.serial == stored.serial + 1
+    assert backend().read() == pushed
+
+
+def test_push_refuses_a_lower_serial_or_another_lineage_unless_forced(backend: Factory) -> None:
+    store = backend()
+    old = store.write(new_state().with_resource(resource("a")))
+    newer = store.write(old.with_resource(resource("b")))
+    with pytest.raises(StaleState, match="newer than the pushed one"):
+        backend().push(old)
+    foreign = new_state().with_resource(resource("x"))
+    with pytest.raises(StateCorrupt, match="they are different states"):
+        backend().push(foreign)
+    assert backend().read() == newer
+    forced = backend().push(foreign, force=True)
+    assert forced.serial == newer.serial + 1
+    assert backend().read() == forced
+
+
+def test_a_second_lock_is_refused_naming_the_holder(backend: Factory) -> None:
+    store = backend()
+    with store.lock(operation="apply") as info:
+        assert backend().lock_info() == info
+        held = rf"held by pid {os.getpid()} .*\(apply\)"
+        with pytest.raises(StateLocked, match=held) as caught, backend().lock(operation="plan"):
+            pass
+        assert "force-unlock" not in str(caught.value)  # alive here: it would only do harm
+    assert backend().lock_info() is None
+
+
+def test_force_unlock_never_breaks_a_live_local_lock(backend: Factory) -> None:
+    store = backend()
+    with pytest.raises(StateError, match="not locked"):
+        store.force_unlock("x")
+    with store.lock(operation="apply") as info:
+        with pytest.raises(StateLocked, match="alive on this host"):
+            backend().force_unlock(info.id)
+        with pytest.raises(StateError, match=f"is {info.id}, not nope"):
+            backend().force_unlock("nope")
+        assert backend().lock_info() == info
+
+
+def test_failed_writes_never_lose_the_run_state(backend: Factory) -> None:
+    store = backend()
+    base = store.write(new_state())
+    wanted = dataclasses.replace(base.with_resource(resource("a")), serial=base.serial + 1)
+    error = store.write_failed(wanted, OSError(28, "No space left on device"))
+    assert error.recovery is not None
+    assert State.from_dict(json.loads(Path(str(error.recovery)).read_text()), source="r") == wanted
