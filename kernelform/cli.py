@@ -33,8 +33,10 @@ from kernelform import __version__
 if TYPE_CHECKING:
     from kernelform.client import JupyterClient
     from kernelform.facts import LiveServer
+    from kernelform.hooks import Hooks
     from kernelform.plan import Plan as KfPlan
     from kernelform.render import Line, Segment
+    from kernelform.runtime import Runtime
     from kernelform.state import State
     from kernelform.workspace import Settings, Workspace
 
@@ -48,11 +50,8 @@ EXIT_INTERRUPTED = 130
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# What this run was given to authenticate with: every token passed to a client, and
-# every workspace opened (its manifest's tokens, once read). ``main`` scrubs all of
-# them, with JUPYTER_TOKEN and the --token argument, from every message it prints.
-_given_tokens: set[str] = set()
-_opened_workspaces: list[Workspace] = []
+TIMEOUT_ENV = "KERNELFORM_TIMEOUT"
+NO_KERNEL_ID_ENV = "KERNELFORM_ASSUME_NO_KERNEL_ID"
 
 
 class Exit(Exception):
@@ -124,18 +123,64 @@ def server_options(command: F) -> F:
 def open_client(
     *, server: str, token: str, timeout: float, ca_bundle: str | None, insecure: bool
 ) -> JupyterClient:
-    from kernelform.client import JupyterClient, Timeouts
+    from kernelform.client import JupyterClient
 
+    runtime = current_runtime(read_timeout=timeout)
+    runtime.secrets.add(token)
     verify: bool | str = False if insecure else (ca_bundle or True)
-    _given_tokens.add(token)
     client = JupyterClient(
-        server, token, timeouts=Timeouts(read=timeout, restart=max(timeout, 90.0)), verify=verify
+        server,
+        token,
+        timeouts=runtime.timeouts,
+        verify=verify,
+        hooks=runtime.hooks,
+        kernel_ids=runtime.kernel_ids,
     )
     if client.sends_token_in_clear:
         warn(f"the token is sent over plain http to {client.server}; use https")
     if client.skips_tls_verification:
         warn(f"the TLS certificate of {client.server} is not verified (--insecure)")
     return client
+
+
+def current_runtime(*, read_timeout: float | None = None) -> Runtime:
+    """This run's ``Runtime`` (made by ``main``), completed from the environment.
+
+    ``KERNELFORM_TIMEOUT`` and ``KERNELFORM_ASSUME_NO_KERNEL_ID`` are read here,
+    when a command needs them, so that a bad value fails that command with one
+    line and never ``--help``. An explicit *read_timeout* (``--timeout``) wins.
+    """
+    from dataclasses import replace
+
+    from kernelform.runtime import KernelIds, Runtime, Timeouts
+
+    found = click.get_current_context().find_object(Runtime)
+    base = found if found is not None else Runtime()
+    read = read_timeout if read_timeout is not None else _env_seconds(TIMEOUT_ENV)
+    timeouts = Timeouts() if read is None else Timeouts(read=read, restart=max(read, 90.0))
+    never = os.environ.get(NO_KERNEL_ID_ENV, "").strip() not in ("", "0")
+    return replace(
+        base, timeouts=timeouts, kernel_ids=KernelIds.NEVER if never else KernelIds.ASK_SERVER
+    )
+
+
+def _env_seconds(name: str) -> float | None:
+    import math
+
+    from kernelform.errors import KernelformError
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise KernelformError(
+            f"{name} must be a positive number of seconds (e.g. 30 or 2.5), not {raw!r}"
+        )
+    return value
 
 
 def raw_command(function: Callable[..., Any]) -> Callable[..., None]:
@@ -356,9 +401,7 @@ class Printer:
 def open_workspace(settings: Settings) -> Workspace:
     from kernelform.workspace import Workspace
 
-    workspace = Workspace(settings)
-    _opened_workspaces.append(workspace)
-    return workspace
+    return Workspace(settings, runtime=current_runtime())
 
 
 def warn_clear_text(workspace: Workspace) -> None:
@@ -635,45 +678,38 @@ def state_rm(workspace: Workspace, printer: Printer, addresses: tuple[str, ...])
 # -- entry point -------------------------------------------------------------------
 
 
-def known_tokens(argv: Sequence[str]) -> list[str]:
-    """Every token this run knows of, longest first (so no part of one survives):
-    JUPYTER_TOKEN, --token in *argv*, tokens given to clients, and the tokens of
-    every manifest a workspace has read."""
-    found = {os.environ.get("JUPYTER_TOKEN", ""), *_given_tokens}
+def given_tokens(argv: Sequence[str]) -> list[str]:
+    """The tokens a run was given before any command ran: JUPYTER_TOKEN and --token."""
+    found = [os.environ.get("JUPYTER_TOKEN", "")]
     for i, arg in enumerate(argv):
         if arg == "--token" and i + 1 < len(argv):
-            found.add(argv[i + 1])
+            found.append(argv[i + 1])
         elif arg.startswith("--token="):
-            found.add(arg.partition("=")[2])
-    for workspace in _opened_workspaces:
-        # Only a manifest already read (cached_property keeps it in __dict__): reading
-        # it here could fail again, or take long, on the way out of an error.
-        manifest = vars(workspace).get("manifest")
-        if manifest is not None:
-            found.update(server.token for server in manifest.servers.values())
-    return sorted((token for token in found if token), key=len, reverse=True)
+            found.append(arg.partition("=")[2])
+    return found
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, *, hooks: Hooks | None = None) -> None:
     """Run the CLI and decide the exit status; the only place that does.
 
-    Every message printed here goes through ``scrub``: no known token is ever shown,
-    even if an exception's text (a bug's, or a library's) happened to contain one.
+    The run's ``Runtime`` is made here and handed to the commands. Every message
+    printed here goes through its redactor: no secret the run knows of is ever
+    shown, even if an exception's text (a bug's, or a library's) contained one.
     """
-    from kernelform.errors import KernelformError, redact, shorten
+    from kernelform.errors import KernelformError, shorten
+    from kernelform.hooks import NO_HOOKS
+    from kernelform.masking import Redactor
+    from kernelform.runtime import Runtime
 
     args = sys.argv[1:] if argv is None else list(argv)
     # urllib3 warns on every unverified https request, with a source line; the
     # user asked for it (--insecure), and open_client/warn_clear_text say it once.
     warnings.filterwarnings("ignore", message="Unverified HTTPS request", module="urllib3")
-    _given_tokens.clear()
-    _opened_workspaces.clear()
-
-    def scrub(text: str) -> str:
-        return redact(text, known_tokens(args))
+    runtime = Runtime(hooks=hooks or NO_HOOKS, secrets=Redactor(given_tokens(args)))
+    scrub = runtime.secrets.redact
 
     try:
-        cli.main(args=args, prog_name="kernelform", standalone_mode=False)
+        cli.main(args=args, prog_name="kernelform", standalone_mode=False, obj=runtime)
     except Exit as e:
         sys.exit(e.code)
     except KernelformError as e:

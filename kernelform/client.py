@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
-import os
 import re
 import time
-from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 from pydantic import BaseModel, ValidationError
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.exceptions import MaxRetryError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
@@ -32,16 +29,16 @@ from kernelform.errors import (
     BadResponse,
     ClientError,
     ConnectError,
-    KernelformError,
     KernelNotFound,
     RequestTimeout,
     ServerError,
     UnknownKernelSpec,
-    redact,
     shorten,
 )
-from kernelform.faults import checkpoint
+from kernelform.hooks import NO_HOOKS, Hooks
+from kernelform.masking import Redactor
 from kernelform.models import Kernel, KernelSpecs, Session
+from kernelform.runtime import KernelIds, Timeouts
 
 log = logging.getLogger(__name__)
 
@@ -51,44 +48,7 @@ KERNEL_ID_START_VERSION = (2, 21)
 # GET api on the classic notebook (4.x to 6.x) answers the notebook's own version,
 # and it ignores kernel_id: only jupyter_server 2.21+ (and a 3.x) count as taking it.
 KERNEL_ID_END_VERSION = (4, 0)
-NO_KERNEL_ID_ENV = "KERNELFORM_ASSUME_NO_KERNEL_ID"
-DEFAULT_READ_TIMEOUT = 30.0
-TIMEOUT_ENV = "KERNELFORM_TIMEOUT"
-
 M = TypeVar("M", bound=BaseModel)
-
-
-def default_read_timeout() -> float:
-    """Seconds to wait for an answer: ``$KERNELFORM_TIMEOUT`` when set, else 30.
-
-    Read when a ``Timeouts`` is made without ``read`` (each manifest command
-    makes one), so that the environment can shorten or lengthen the wait
-    without a flag; an explicit ``read`` (the ``kernels --timeout`` option) wins.
-    """
-    raw = os.environ.get(TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_READ_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise KernelformError(
-            f"{TIMEOUT_ENV} must be a positive number of seconds (e.g. 30 or 2.5), not {raw!r}"
-        )
-    return value
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Seconds to wait: to connect, for an answer, and for a restart's answer.
-
-    ``read`` defaults to ``$KERNELFORM_TIMEOUT`` (seconds), else 30.
-    """
-
-    connect: float = 5.0
-    read: float = field(default_factory=default_read_timeout)
-    restart: float = 90.0
 
 
 class JupyterClient:
@@ -109,6 +69,9 @@ class JupyterClient:
         retries: int = 3,
         backoff: float = 0.2,
         pool_size: int = 10,
+        hooks: Hooks = NO_HOOKS,
+        kernel_ids: KernelIds = KernelIds.ASK_SERVER,
+        adapter: BaseAdapter | None = None,
     ) -> None:
         self.base_url = _normalise(url)
         self.server = display_url(self.base_url)
@@ -116,6 +79,9 @@ class JupyterClient:
         self._token = token
         self._retries = retries
         self._backoff = backoff
+        self._hooks = hooks
+        self._kernel_ids = kernel_ids
+        self._redactor = Redactor([token])
         self._session = requests.Session()
         self._session.verify = verify
         self._session.trust_env = False
@@ -133,7 +99,8 @@ class JupyterClient:
             raise_on_status=False,
             respect_retry_after_header=True,
         )
-        adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=pool_size)
+        if adapter is None:
+            adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=pool_size)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
 
@@ -187,12 +154,11 @@ class JupyterClient:
         """Whether ``POST api/kernels`` honours a client-chosen ``kernel_id``.
 
         True for jupyter_server >= 2.21 (read from ``GET api``), but not for
-        the classic notebook, whose 4.x-6.x version ``GET api`` reports. Setting
-        ``$KERNELFORM_ASSUME_NO_KERNEL_ID`` to anything but ``""``/``0`` makes
-        it False without asking: an escape hatch for a gateway or proxy that
-        reports a jupyter_server version but drops the field, and for tests.
+        the classic notebook, whose 4.x-6.x version ``GET api`` reports. With
+        ``kernel_ids=KernelIds.NEVER`` it is False without asking: for a gateway
+        or proxy that reports a jupyter_server version but drops the field.
         """
-        if os.environ.get(NO_KERNEL_ID_ENV, "").strip() not in ("", "0"):
+        if self._kernel_ids is KernelIds.NEVER:
             return False
         version = self.server_version()
         if version is None:
@@ -288,9 +254,9 @@ class JupyterClient:
         url = self.base_url + path
         timeout = (self.timeouts.connect, read_timeout or self.timeouts.read)
         log.debug("%s %s", method, url)
-        checkpoint("before-request")
+        self._hooks.before_request(method, url)
         response = self._send(method, url, json=json, timeout=timeout, path=path)
-        checkpoint("after-request")
+        self._hooks.after_request(method, url, response.status_code)
         if response.status_code >= 400:
             self._raise_status(response, method=method, path=path, kernel_id=kernel_id)
         return response
@@ -405,7 +371,7 @@ class JupyterClient:
         return self._clean(response.text)
 
     def _clean(self, text: str) -> str:
-        return shorten(redact(text, [self._token]))
+        return shorten(self._redactor.redact(text))
 
     def _model(self, model: type[M], data: Any) -> M:
         try:

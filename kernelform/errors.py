@@ -25,8 +25,8 @@ so that callers only ever need to know this module.
     └── PlanError                   the plan cannot be made or carried out
         └── StalePlan               a saved plan no longer matches the world
 
-Messages never contain a token: the client sends it only in a header, and
-``redact`` scrubs any text built from a server's answer.
+Messages never contain a token: the client sends it only in a header and
+scrubs any text built from a server's answer (``kernelform.masking``).
 """
 
 from __future__ import annotations
@@ -147,14 +147,6 @@ class PlanError(KernelformError):
 
 class StalePlan(PlanError):
     """A saved plan no longer matches the state, manifest or servers."""
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every non-empty secret in *text* with ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def shorten(text: str, limit: int = BODY_LIMIT) -> str:

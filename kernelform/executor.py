@@ -33,7 +33,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from kernelform import faults
 from kernelform.address import parse_address
 from kernelform.client import JupyterClient
 from kernelform.errors import (
@@ -45,6 +44,7 @@ from kernelform.errors import (
     StateWriteError,
 )
 from kernelform.facts import LiveServer
+from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.plan import Action, Change, Plan, UpdateKind
 from kernelform.planner import is_placeholder, placeholder_id
 from kernelform.state import Resource, State, StateStore
@@ -104,8 +104,9 @@ class Report:
 class _Recorder:
     """The state as it stands, each edit recorded through the store as it is made."""
 
-    def __init__(self, store: StateStore, state: State) -> None:
+    def __init__(self, store: StateStore, state: State, hooks: Hooks) -> None:
         self._store = store
+        self._hooks = hooks
         self._lock = threading.Lock()
         self.state = state
         self.write_error: StateWriteError | None = None
@@ -119,7 +120,7 @@ class _Recorder:
             puts, drops = _difference(before, edited, touched)
             if not puts and not drops:
                 return
-            faults.checkpoint("before-state-write")
+            self._hooks.before_state_write()
             try:
                 self.state = self._store.record(before, puts=puts, drops=drops)
             except StateWriteError as e:
@@ -128,7 +129,7 @@ class _Recorder:
                 self.saved = False
                 raise
             self.saved = True
-            faults.checkpoint("after-state-write")
+            self._hooks.after_state_write()
 
     def final_error(self) -> StateWriteError | None:
         """What to raise once every action is done, if a write failed."""
@@ -168,12 +169,13 @@ def execute(
     state: State,
     parallelism: int = 10,
     clock: Clock,
+    hooks: Hooks = NO_HOOKS,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
 ) -> tuple[Report, State]:
     """Carry out *plan*'s runnable changes; return the report and the final state."""
-    recorder = _Recorder(store, state)
+    recorder = _Recorder(store, state, hooks)
     recorder.update(lambda s: _apply_updates(plan, s), touched=_update_addresses(plan))
-    runner = _Runner(clients=clients, live=live, recorder=recorder, clock=clock)
+    runner = _Runner(clients=clients, live=live, recorder=recorder, clock=clock, hooks=hooks)
     outcomes: list[Outcome] = []
     pending = list(plan.runnable)
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
@@ -225,11 +227,13 @@ class _Runner:
         live: Mapping[str, LiveServer],
         recorder: _Recorder,
         clock: Clock,
+        hooks: Hooks,
     ) -> None:
         self._clients = clients
         self._live = live
         self._recorder = recorder
         self._clock = clock
+        self._hooks = hooks
 
     def run(self, change: Change) -> Outcome:
         began = time.monotonic()
@@ -274,10 +278,10 @@ class _Runner:
         pending = _resource(change, kernel_id=marker, now=self._clock(), pending=True)
         self._recorder.update(lambda s: s.with_resource(pending), touched=[change.address])
         try:
-            faults.checkpoint("before-start")
+            self._hooks.before_start(change.address)
             recipe = change.recipe
             kernel = client.start_kernel(recipe.spec, path=recipe.cwd, kernel_id=chosen)
-            faults.checkpoint("after-start")
+            self._hooks.after_start(change.address, kernel.id)
         except (RequestTimeout, ConnectError):
             raise  # it may have started: the pending record lets the next run find out
         except KernelformError:

@@ -10,28 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from kernelform.address import matches_target, parse_address
-from kernelform.client import JupyterClient, Timeouts
+from kernelform.client import JupyterClient
 from kernelform.errors import KernelformError, PlanError, StalePlan
 from kernelform.executor import Outcome, Report, execute
 from kernelform.facts import LiveServer, gather_facts
 from kernelform.manifest import Manifest, load_manifest
 from kernelform.plan import Plan
 from kernelform.planner import make_destroy_plan, make_plan
+from kernelform.runtime import Runtime
 from kernelform.state import FileStateStore, LockInfo, Resource, State, StateStore
 
 DEFAULT_MANIFEST = "kernelform.yaml"
 STATE_DIR = ".kernelform"
 STATE_FILE = "state.json"
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -44,7 +40,6 @@ class Settings:
     parallelism: int = 10
     targets: tuple[str, ...] = ()
     force: bool = False
-    timeouts: Timeouts = field(default_factory=Timeouts)
 
     @property
     def resolved_state_path(self) -> Path:
@@ -60,17 +55,22 @@ class Workspace:
         self,
         settings: Settings,
         *,
+        runtime: Runtime | None = None,
         store: StateStore | None = None,
-        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings
-        self.store: StateStore = store or FileStateStore(settings.resolved_state_path)
-        self.clock = clock
+        self.runtime = runtime or Runtime()
+        self.store: StateStore = store or FileStateStore(
+            settings.resolved_state_path, hooks=self.runtime.hooks
+        )
+        self.clock = self.runtime.clock
         self._clients: dict[str, JupyterClient] = {}
 
     @cached_property
     def manifest(self) -> Manifest:
-        return load_manifest(self.settings.manifest_path)
+        manifest = load_manifest(self.settings.manifest_path)
+        self.runtime.secrets.add(*(server.token for server in manifest.servers.values()))
+        return manifest
 
     def close(self) -> None:
         for client in self._clients.values():
@@ -92,10 +92,12 @@ class Workspace:
             config = self.manifest.servers[server]
             self._clients[server] = JupyterClient(
                 config.url,
-                config.token,
-                timeouts=self.settings.timeouts,
+                config.token.reveal(),
+                timeouts=self.runtime.timeouts,
                 verify=config.verify,
                 pool_size=max(10, self.settings.parallelism),
+                hooks=self.runtime.hooks,
+                kernel_ids=self.runtime.kernel_ids,
             )
         return self._clients[server]
 
@@ -179,6 +181,7 @@ class Workspace:
             state=state,
             parallelism=self.settings.parallelism,
             clock=self.clock,
+            hooks=self.runtime.hooks,
             on_outcome=on_outcome,
         )
         return report

@@ -2,6 +2,9 @@
 
 Each call is a fresh ``python -m kernelform`` process, so exit statuses,
 stdout/stderr separation and the absence of tracebacks are what a user sees.
+When the environment asks for a fault (``KERNELFORM_CRASH_AT``/``_FAIL_AT``),
+the process is ``python -m tests.crashing`` instead: the same command line,
+with fault hooks (see tests/crashing.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.live_jupyter import JupyterServer
+
+FAULT_ENV = ("KERNELFORM_CRASH_AT", "KERNELFORM_FAIL_AT")
+ROOT = Path(__file__).resolve().parent.parent
 
 TRACEBACK = "Traceback (most recent call last)"
 
@@ -38,8 +44,15 @@ def run(
 ) -> Result:
     """``kernelform ARGS`` in *cwd*; asserts no traceback ever reaches the user."""
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    module = "kernelform"
+    if any(full_env.get(name) for name in FAULT_ENV):
+        # Faults are injected through hooks by the tests' own entry point.
+        module = "tests.crashing"
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(ROOT), full_env.get("PYTHONPATH", "")) if p
+        )
     process = subprocess.run(
-        [sys.executable, "-m", "kernelform", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=full_env,
         input=stdin,

@@ -1,6 +1,6 @@
 """Crash safety: ``kernelform apply`` killed at every step, then run again.
 
-The fault points of ``kernelform.faults`` let a test SIGKILL the real command
+The fault hooks of ``tests/crashing.py`` let a test SIGKILL the real command
 line at an exact step: before and after every HTTP request, every state write
 and every kernel start. A sweep walks, for each point, N = 1, 2, 3, ... until a
 run finishes without being killed, so every step of the apply is covered
@@ -50,6 +50,7 @@ from kernelform.models import Kernel
 from kernelform.plan import Action, Change, Plan, UpdateKind
 from kernelform.planner import ADOPTION_SLACK, make_destroy_plan, make_plan, placeholder_id
 from kernelform.recipe import Recipe
+from kernelform.runtime import KernelIds, Runtime
 from kernelform.state import Resource, State, new_state
 from kernelform.workspace import Settings, Workspace
 from tests.kf import Result, run, server_env, state_of, write_manifest
@@ -178,7 +179,13 @@ class Bench:
     def apply_in_process(self) -> None:
         """A plain apply through the library: a quicker way to set a case up."""
         settings = Settings(manifest_path=self.workdir / "kernelform.yaml")
-        with environ(self.env), Workspace(settings) as workspace, workspace.locked("apply"):
+        never = self.env.get("KERNELFORM_ASSUME_NO_KERNEL_ID") == "1"
+        runtime = Runtime(kernel_ids=KernelIds.NEVER if never else KernelIds.ASK_SERVER)
+        with (
+            environ(self.env),
+            Workspace(settings, runtime=runtime) as workspace,
+            workspace.locked("apply"),
+        ):
             plan, live, state = workspace.plan()
             report = workspace.apply(plan, live=live, state=state, on_outcome=lambda o: None)
         assert not report.failed and not report.blocked, report

@@ -16,6 +16,7 @@ import pytest
 from kernelform.address import Address, parse_address
 from kernelform.duration import format_duration, parse_duration
 from kernelform.errors import ManifestError, Problem
+from kernelform.masking import Secret
 from kernelform.manifest import (
     Desired,
     KernelDecl,
@@ -242,10 +243,16 @@ def test_server_settings(tmp_path: Path) -> None:
     )
     bundle = str(tmp_path / "certs" / "ca.pem")
     assert manifest.servers == {
-        "a": ServerConfig(name="a", url="http://a:8888", token="s3cret", prune=True, verify=True),
-        "b": ServerConfig(name="b", url="https://b/jupyter/", token="", prune=False, verify=False),
-        "c": ServerConfig(name="c", url="https://c", token="", prune=False, verify=bundle),
-        "d": ServerConfig(name="d", url="HTTPS://D:443", token="", prune=False, verify=True),
+        "a": ServerConfig(
+            name="a", url="http://a:8888", token=Secret("s3cret"), prune=True, verify=True
+        ),
+        "b": ServerConfig(
+            name="b", url="https://b/jupyter/", token=Secret(""), prune=False, verify=False
+        ),
+        "c": ServerConfig(name="c", url="https://c", token=Secret(""), prune=False, verify=bundle),
+        "d": ServerConfig(
+            name="d", url="HTTPS://D:443", token=Secret(""), prune=False, verify=True
+        ),
     }
     assert "s3cret" not in repr(manifest.servers["a"])
     assert "s3cret" not in repr(manifest)

@@ -25,6 +25,7 @@ from kernelform.manifest.document import Stop
 from kernelform.manifest.keys import NAME, KernelKeys, Key, ServerKeys, key_of
 from kernelform.manifest.model import KernelDecl, ServerConfig
 from kernelform.manifest.variables import ExpandError, expand
+from kernelform.masking import Secret
 from kernelform.wording import closest, quoted
 
 TAG = "tag:yaml.org,2002:"
@@ -276,7 +277,7 @@ class Checker:
             if not verify:
                 return None
         return ServerConfig(
-            name=name, url=model.url, token=model.token, prune=model.prune, verify=verify
+            name=name, url=model.url, token=Secret(model.token), prune=model.prune, verify=verify
         )
 
     def ca_bundle(self, written: str, node: Node) -> str:

@@ -224,7 +224,10 @@ class ServerKeys(_Section):
         str,
         Key("a string", secret=True, quote_hint=True),
         _described({"type": "string"}),
-        Field(description="API token, sent only in the Authorization header. Default: none."),
+        Field(
+            description="API token, sent only in the Authorization header. Default: none.",
+            repr=False,
+        ),
     ] = ""
     prune: Annotated[
         Flag,

@@ -9,10 +9,11 @@ code), and ``desired()`` expands ``count`` into one ``Desired`` per address.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kernelform.address import Address
 from kernelform.manifest.keys import KernelKeys
+from kernelform.masking import Secret
 from kernelform.recipe import Recipe
 
 
@@ -22,7 +23,7 @@ class ServerConfig:
 
     name: str
     url: str
-    token: str = field(repr=False)
+    token: Secret
     prune: bool
     verify: bool | str
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelform.errors import StateCorrupt, StateError
-from kernelform.faults import fail_point
+from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.state.model import LockInfo, Resource, State, is_newer
 from kernelform.state.store import (
     StateStore,
@@ -76,7 +76,13 @@ class _Mark:
 class FileStateStore(StateStore):
     """The state as ``state.json`` (+ ``.journal``, ``.backup``, ``.lock``) in a directory."""
 
-    def __init__(self, path: str | os.PathLike[str], *, recovery_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        recovery_dir: Path | None = None,
+        hooks: Hooks = NO_HOOKS,
+    ) -> None:
         self.path = Path(path)
         self.backup_path = self.path.with_name(self.path.name + ".backup")
         self.lock_path = self.path.with_name(self.path.name + ".lock")
@@ -85,6 +91,7 @@ class FileStateStore(StateStore):
             location=str(self.path),
             recovery_dir=recovery_dir or self.path.parent,
             recovery_name=self.path.name,
+            hooks=hooks,
         )
         self._mark: _Mark | None = None
 
@@ -177,7 +184,7 @@ class FileStateStore(StateStore):
 
     def _replace(self, state: State, *, previous: State | None) -> None:
         try:
-            fail_point("state-write", str(self.path))
+            self.hooks.before_store_io(str(self.path))
             self._ensure_dir()
             self._write_snapshot(state)
         except OSError as e:
@@ -216,7 +223,7 @@ class FileStateStore(StateStore):
         }
         data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         try:
-            fail_point("state-write", str(self.journal_path))
+            self.hooks.before_store_io(str(self.journal_path))
             unchanged = _identity(self.path) == mark.snapshot
             fd = os.open(
                 self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_APPEND, 0o600

@@ -34,16 +34,20 @@ from pathlib import Path
 from typing import Any
 
 from kernelform.errors import StaleState, StateCorrupt, StateError, StateLocked, StateWriteError
+from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.state.model import LockInfo, Resource, State, new_state
 
 
 class StateStore(abc.ABC):
     """Where the state lives. Subclasses implement the ``_``-prefixed primitives and the lock."""
 
-    def __init__(self, *, location: str, recovery_dir: Path, recovery_name: str) -> None:
+    def __init__(
+        self, *, location: str, recovery_dir: Path, recovery_name: str, hooks: Hooks = NO_HOOKS
+    ) -> None:
         self.location = location
         self.recovery_dir = recovery_dir
         self.recovery_name = recovery_name
+        self.hooks = hooks
 
     # -- what a backend provides ---------------------------------------------------
 
