@@ -16,7 +16,6 @@ import pytest
 from kernelform.address import Address, parse_address
 from kernelform.duration import format_duration, parse_duration
 from kernelform.errors import ManifestError, Problem
-from kernelform.masking import Secret
 from kernelform.manifest import (
     Desired,
     KernelDecl,
@@ -26,6 +25,7 @@ from kernelform.manifest import (
     load_manifest,
     parse_manifest,
 )
+from kernelform.masking import Secret
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 LAB = "servers:\n  lab:\n    url: http://127.0.0.1:8888\n"
