@@ -32,6 +32,7 @@ from kernelform import __version__
 
 if TYPE_CHECKING:
     from kernelform.client import JupyterClient
+    from kernelform.errors import KernelformError
     from kernelform.facts import LiveServer
     from kernelform.hooks import Hooks
     from kernelform.plan import Plan as KfPlan
@@ -191,12 +192,68 @@ def raw_command(function: Callable[..., Any]) -> Callable[..., None]:
     def command(
         server: str, token: str, timeout: float, ca_bundle: str | None, insecure: bool, **args: Any
     ) -> None:
-        with open_client(
-            server=server, token=token, timeout=timeout, ca_bundle=ca_bundle, insecure=insecure
-        ) as client:
-            emit_json(function(client, **args))
+        from kernelform.errors import KernelformError
+
+        try:
+            with open_client(
+                server=server, token=token, timeout=timeout, ca_bundle=ca_bundle, insecure=insecure
+            ) as client:
+                emit_json(function(client, **args))
+        except KernelformError as e:
+            e.hint = raw_hint(e)
+            raise
 
     return command
+
+
+def raw_hint(error: KernelformError) -> str:
+    """What fixes *error* in a raw ``kernels`` command."""
+    from kernelform.errors import Remedy
+
+    hints = {
+        Remedy.CHECK_TOKEN: "check the token (--token or JUPYTER_TOKEN)",
+        Remedy.TRUST_CERTIFICATE: (
+            "pass --ca-bundle with the server's CA certificate, or --insecure to skip "
+            "verification"
+        ),
+        Remedy.LIST_KERNELS: "list them with 'kernelform kernels list'",
+    }
+    return hints.get(error.remedy, "") if error.remedy is not None else ""
+
+
+def manifest_hint(error: KernelformError, workspace: Workspace) -> str:
+    """What fixes *error* in a command that reads the manifest."""
+    from kernelform.errors import ClientError, Remedy, StateLocked
+
+    remedy = error.remedy
+    manifest = vars(workspace).get("manifest")  # only if already read: never read it here
+    names = []
+    if isinstance(error, ClientError) and manifest is not None:
+        names = [n for n, c in workspace.clients_opened().items() if c.server == error.server]
+    where = f"in {manifest.path}" if manifest is not None else "in the manifest"
+    key = f"servers.{names[0]}" if names else "servers.NAME"
+    if remedy is Remedy.CHECK_TOKEN:
+        return f"check {key}.token {where} (and the variable it comes from)"
+    if remedy is Remedy.TRUST_CERTIFICATE:
+        return (
+            f"set {key}.ca_bundle {where} to the server's CA certificate, or "
+            f"{key}.insecure: true to skip verification"
+        )
+    if remedy is Remedy.LIST_KERNELS:
+        return "list the server's kernels with 'kernelform kernels list --server URL'"
+    if remedy is Remedy.MAKE_NEW_PLAN:
+        return "make a new one with 'kernelform plan --out FILE'"
+    if remedy is Remedy.WAIT_FOR_LOCK and isinstance(error, StateLocked):
+        longer = "a longer --lock-timeout" if error.waited > 0 else "--lock-timeout 60s"
+        hint = f"wait for it to finish, or retry with {longer}"
+        holder = error.holder
+        if error.breakable and holder is not None:
+            hint += (
+                "; if that process is gone (its host cannot be checked from here), run"
+                f" 'kernelform force-unlock {getattr(holder, 'id', 'LOCK_ID')}'"
+            )
+        return hint
+    return ""
 
 
 @cli.group()
@@ -369,8 +426,14 @@ def workspace_command(*, planning: bool = False) -> Callable[[Callable[..., None
                 force=force,
                 parallelism=parallelism,
             )
+            from kernelform.errors import KernelformError
+
             with open_workspace(settings) as workspace:
-                function(workspace, Printer(no_color=no_color), **args)
+                try:
+                    function(workspace, Printer(no_color=no_color), **args)
+                except KernelformError as e:
+                    e.hint = e.hint or manifest_hint(e, workspace)
+                    raise
 
         return _workspace_options(_plan_options(command) if planning else command)
 

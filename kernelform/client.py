@@ -30,10 +30,12 @@ from kernelform.errors import (
     ClientError,
     ConnectError,
     KernelNotFound,
+    Remedy,
     RequestTimeout,
     ServerError,
     UnknownKernelSpec,
     shorten,
+    with_remedy,
 )
 from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.masking import Redactor
@@ -301,10 +303,9 @@ class JupyterClient:
         what = f"{method} {path}"
         detail = self._clean(_root_cause(error))
         if isinstance(error, requests.exceptions.SSLError):
-            raise ConnectError(
-                f"TLS verification failed ({detail}); pass --ca-bundle with the server's "
-                "CA certificate, or --insecure to skip verification",
-                server=self.server,
+            raise with_remedy(
+                ConnectError(f"TLS verification failed ({detail})", server=self.server),
+                Remedy.TRUST_CERTIFICATE,
             ) from error
         if isinstance(error, requests.exceptions.ConnectTimeout):
             raise RequestTimeout(
@@ -335,15 +336,10 @@ class JupyterClient:
         status = response.status_code
         message = self._message(response)
         if status in (401, 403):
-            raise AuthError(
-                f"not authenticated (HTTP {status}); check the token (--token or JUPYTER_TOKEN)",
-                server=self.server,
-            )
+            raise AuthError(f"not authenticated (HTTP {status})", server=self.server)
         if status == 404 and kernel_id is not None:
             raise KernelNotFound(
-                f"no kernel {kernel_id} on the server; list them with 'kernelform kernels list'",
-                server=self.server,
-                kernel_id=kernel_id,
+                f"no kernel {kernel_id} on the server", server=self.server, kernel_id=kernel_id
             )
         if status == 404:
             raise ServerError(

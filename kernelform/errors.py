@@ -33,12 +33,41 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import Enum
+from typing import TypeVar
 
 BODY_LIMIT = 200
 
 
+class Remedy(str, Enum):
+    """What the user can do about an error, said by the interface that shows it.
+
+    The library names no command-line flag: the same error met by a raw
+    ``kernels`` command, a manifest command or a library user is fixed in
+    different places (``--token`` there, ``servers.NAME.token`` here), so the
+    CLI words the remedy for the command at hand and puts it in ``hint``.
+    """
+
+    CHECK_TOKEN = "check-token"
+    TRUST_CERTIFICATE = "trust-certificate"
+    WAIT_FOR_LOCK = "wait-for-lock"
+    MAKE_NEW_PLAN = "make-new-plan"
+    LIST_KERNELS = "list-kernels"
+
+
 class KernelformError(Exception):
-    """Base of every error kernelform raises on purpose."""
+    """Base of every error kernelform raises on purpose.
+
+    ``remedy`` says what kind of fix applies, if any; ``hint`` is that fix in
+    words, added by the interface that shows the error and shown after it.
+    """
+
+    remedy: Remedy | None = None
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text}; {self.hint}" if self.hint else text
 
 
 class ClientError(KernelformError):
@@ -60,9 +89,13 @@ class RequestTimeout(ClientError):
 class AuthError(ClientError):
     """The server refused the token (401 or 403)."""
 
+    remedy = Remedy.CHECK_TOKEN
+
 
 class KernelNotFound(ClientError):
     """The kernel id does not exist on the server."""
+
+    remedy = Remedy.LIST_KERNELS
 
     def __init__(self, message: str, *, server: str, kernel_id: str) -> None:
         self.kernel_id = kernel_id
@@ -118,10 +151,21 @@ class StateError(KernelformError):
 
 
 class StateLocked(StateError):
-    """Another kernelform run holds the state lock; ``holder`` says who, when known."""
+    """Another kernelform run holds the state lock.
 
-    def __init__(self, message: str, *, holder: object = None) -> None:
+    ``holder`` says who, when known; ``waited`` how long this run waited;
+    ``breakable`` whether the holder cannot be checked from here (another host),
+    so that breaking the lock (force-unlock) may be the way out.
+    """
+
+    remedy = Remedy.WAIT_FOR_LOCK
+
+    def __init__(
+        self, message: str, *, holder: object = None, waited: float = 0.0, breakable: bool = False
+    ) -> None:
         self.holder = holder
+        self.waited = waited
+        self.breakable = breakable
         super().__init__(message)
 
 
@@ -147,6 +191,17 @@ class PlanError(KernelformError):
 
 class StalePlan(PlanError):
     """A saved plan no longer matches the state, manifest or servers."""
+
+    remedy = Remedy.MAKE_NEW_PLAN
+
+
+E = TypeVar("E", bound=KernelformError)
+
+
+def with_remedy(error: E, remedy: Remedy) -> E:
+    """*error*, marked with *remedy* (for an error class that has several)."""
+    error.remedy = remedy
+    return error
 
 
 def shorten(text: str, limit: int = BODY_LIMIT) -> str:

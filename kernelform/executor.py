@@ -355,7 +355,7 @@ def _depose(state: State, address: str, kept: Resource) -> State:
         raise PlanError(
             f"cannot replace {address} yet: {kept.address} still records kernel "
             f"{holder.kernel_id}, left by an interrupted replace; it is shut down first "
-            "(by an apply once nothing uses it, or with --force), then apply again"
+            "(by an apply once nothing uses it, or by a forced one), then apply again"
         )
     return state.without(address).with_resource(kept)
 

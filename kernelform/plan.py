@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from kernelform.errors import PlanError
+from kernelform.errors import PlanError, Remedy, with_remedy
 from kernelform.recipe import Recipe
 
 FORMAT_VERSION = "1"
@@ -197,9 +197,12 @@ class Plan:
         """Read a saved plan; any malformation is a ``PlanError`` naming *source*."""
         version = data.get("format_version") if isinstance(data, Mapping) else None
         if version != FORMAT_VERSION:
-            raise PlanError(
-                f"{source} is not a kernelform plan of format {FORMAT_VERSION} "
-                f"(format_version: {version!r}); make a new one with 'kernelform plan --out'"
+            raise with_remedy(
+                PlanError(
+                    f"{source} is not a kernelform plan of format {FORMAT_VERSION} "
+                    f"(format_version: {version!r})"
+                ),
+                Remedy.MAKE_NEW_PLAN,
             )
         try:
             created = data.get("created_at")
@@ -224,7 +227,7 @@ class Plan:
                 ),
             )
         except (KeyError, TypeError, ValueError) as e:
-            raise PlanError(
-                f"{source} is a damaged plan file ({type(e).__name__}: {e}); "
-                "make a new one with 'kernelform plan --out'"
+            raise with_remedy(
+                PlanError(f"{source} is a damaged plan file ({type(e).__name__}: {e})"),
+                Remedy.MAKE_NEW_PLAN,
             ) from e

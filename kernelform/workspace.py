@@ -101,6 +101,10 @@ class Workspace:
             )
         return self._clients[server]
 
+    def clients_opened(self) -> dict[str, JupyterClient]:
+        """The clients made so far, by server name."""
+        return dict(self._clients)
+
     def refresh(self, servers: set[str] | None = None) -> dict[str, LiveServer]:
         """Read the servers this run involves (all declared ones by default)."""
         names = sorted(servers if servers is not None else self.manifest.servers)
@@ -136,15 +140,14 @@ class Workspace:
         """Refuse a saved plan that no longer matches the state, manifest or kernels."""
         if plan.manifest_digest != self.manifest.digest:
             raise StalePlan(
-                f"the saved plan is stale: {self.manifest.path} changed since it was made; "
-                "run 'kernelform plan --out' again"
+                f"the saved plan is stale: {self.manifest.path} changed since it was made"
             )
         state = self.store.read()
         same_lineage = plan.state_serial == 0 or plan.state_lineage == state.lineage
         if not same_lineage or plan.state_serial != state.serial:
             raise StalePlan(
                 f"the saved plan is stale: the state changed since it was made (serial "
-                f"{plan.state_serial} → {state.serial}); run 'kernelform plan --out' again"
+                f"{plan.state_serial} → {state.serial})"
             )
         live = self.refresh({c.server for c in plan.changes} | {f.server for f in plan.facts})
         for fact in plan.facts:
@@ -153,13 +156,13 @@ class Workspace:
             if kernel is None or kernel.name != fact.spec:
                 raise StalePlan(
                     f"the saved plan is stale: kernel {fact.kernel_id} on {fact.server} is gone "
-                    "or changed since it was made; run 'kernelform plan --out' again"
+                    "or changed since it was made"
                 )
             assert server is not None
             if server.in_use(fact.kernel_id) and not fact.in_use:
                 raise StalePlan(
                     f"the saved plan is stale: kernel {fact.kernel_id} on {fact.server} is now "
-                    "in use; run 'kernelform plan --out' again"
+                    "in use"
                 )
         return live, state
 

@@ -20,6 +20,7 @@ from kernelform.errors import (
     ClientError,
     ConnectError,
     KernelNotFound,
+    Remedy,
     RequestTimeout,
     ServerError,
     UnknownKernelSpec,
@@ -276,7 +277,8 @@ def test_wrong_token_on_get(bad_token_client: JupyterClient, jupyter: JupyterSer
     with pytest.raises(AuthError) as info:
         bad_token_client.list_kernels()
     text = _check_message(info.value, jupyter.url, WRONG_TOKEN, jupyter.token)
-    assert "check the token" in text
+    assert info.value.remedy is Remedy.CHECK_TOKEN
+    assert "not authenticated" in text and "--token" not in text
     assert "403" in text
 
 
@@ -300,7 +302,7 @@ def test_wrong_token_on_writes(
     with pytest.raises(AuthError) as info:
         operation(bad_token_client)
     text = _check_message(info.value, jupyter.url, WRONG_TOKEN, jupyter.token)
-    assert "check the token" in text
+    assert info.value.remedy is Remedy.CHECK_TOKEN and "not authenticated" in text
     assert "xsrf" not in text.lower()
     assert jupyter.kernel_ids() == set()
 
@@ -313,7 +315,7 @@ def test_empty_token(jupyter: JupyterServer) -> None:
             client.start_kernel()
     for info in (get_info, post_info):
         text = _check_message(info.value, jupyter.url, jupyter.token)
-        assert "check the token" in text
+        assert info.value.remedy is Remedy.CHECK_TOKEN and "not authenticated" in text
         assert "xsrf" not in text.lower()
     assert jupyter.kernel_ids() == set()
 

@@ -352,3 +352,17 @@ def test_plan_json_document(workdir: Path, jupyter: JupyterServer) -> None:
         "spec": "python3",
         "blocked": False,
     }
+
+
+def test_a_wrong_token_names_the_manifest_key_not_a_flag(
+    workdir: Path, jupyter: JupyterServer
+) -> None:
+    write_manifest(workdir, jupyter, "  etl: {spec: python3}\n")
+    env = {**server_env(jupyter), "KF_TEST_TOKEN": "not-the-token"}
+    for command in (["plan"], ["apply", "--auto-approve"]):
+        result = run(*command, cwd=workdir, env=env)
+        assert result.code == 1, result
+        assert "not authenticated (HTTP 403); check servers.lab.token in" in result.err, result
+        assert "--token" not in result.err and "JUPYTER_TOKEN" not in result.err, result
+        assert "not-the-token" not in result.out + result.err
+    assert jupyter.kernel_ids() == set()

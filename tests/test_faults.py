@@ -53,7 +53,7 @@ CASES = [
     Case("reset-body", Kind.RESET_BODY, "connection reset", transport=True),
     Case("http-500", Kind.HTTP_500, "HTTP 500: Injected failure by the fault proxy"),
     Case("http-503", Kind.HTTP_503, "HTTP 503: Service Unavailable (injected)"),
-    Case("http-403", Kind.HTTP_403, "not authenticated (HTTP 403); check the token"),
+    Case("http-403", Kind.HTTP_403, "not authenticated (HTTP 403)"),
     Case("slow", Kind.SLOW, f"no answer within {TIMEOUT}s", transport=True),
 ]
 # Mid-apply, "refused" is the server dying at the 2nd start: that POST is reset,

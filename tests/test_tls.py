@@ -208,6 +208,9 @@ def test_manifest_without_ca_fails_plan_clearly(https: TlsJupyterServer, tmp_pat
     plan = kf(tmp_path, https, "plan")
     assert plan.code == 1, plan
     assert "TLS" in plan.err and "certificate" in plan.err, plan.err
+    # The fix lives in the manifest for this command, not in flags it does not have.
+    assert "servers.secure.ca_bundle in" in plan.err and "insecure: true" in plan.err, plan.err
+    assert "--ca-bundle" not in plan.err and "--insecure" not in plan.err, plan.err
     assert len(plan.err.splitlines()) == 1, plan.err
     assert https.kernel_ids() == set()
 

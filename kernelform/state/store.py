@@ -232,20 +232,16 @@ class StateStore(abc.ABC):
         return None, problems
 
     def locked_error(self, holder: LockInfo, timeout: float) -> StateLocked:
-        """ "the state is locked: …", suggesting force-unlock only where it can help."""
+        """"the state is locked: held by …"; breakable when the holder cannot be checked."""
         waited = (
             f"the state at {self.location} is still locked after {timeout:g}s"
             if timeout > 0
             else f"the state at {self.location} is locked"
         )
-        longer = "a longer --lock-timeout" if timeout > 0 else "--lock-timeout 60s"
-        advice = f"wait for it to finish, or retry with {longer}"
-        if holder.id and not holder_is_alive(holder) and not holder_is_local(holder):
-            advice += (
-                "; if that process is gone (its host cannot be checked from here), run"
-                f" 'kernelform force-unlock {holder.id}'"
-            )
-        return StateLocked(f"{waited}: {holder.describe()}; {advice}", holder=holder)
+        breakable = bool(holder.id) and not holder_is_local(holder)
+        return StateLocked(
+            f"{waited}: {holder.describe()}", holder=holder, waited=timeout, breakable=breakable
+        )
 
 
 def new_lock_info(operation: str, lock_id: str) -> LockInfo:
