@@ -30,7 +30,9 @@ COUNT = 4
 KERNELS = f"  pool: {{spec: python3, count: {COUNT}}}\n"
 ADDRESSES = {f"pool[{i}]" for i in range(COUNT)}
 RUN_TIMEOUT = 180.0
-HOLDER = re.compile(r"the state at \S+ is locked: held by pid (\d+) on host \S+ since \S+ \((\w+)\)")
+HOLDER = re.compile(
+    r"the state at \S+ is locked: held by pid (\d+) on host \S+ since \S+ \((\w+)\)"
+)
 DONE = f"Apply complete! {COUNT} started; 0 failed; 0 blocked."
 
 
