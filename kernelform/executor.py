@@ -34,7 +34,6 @@ from datetime import datetime
 from typing import Any
 
 from kernelform.address import parse_address
-from kernelform.client import JupyterClient
 from kernelform.errors import (
     ConnectError,
     KernelformError,
@@ -47,6 +46,7 @@ from kernelform.facts import LiveServer
 from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.plan import Action, Change, Plan, UpdateKind
 from kernelform.planner import is_placeholder, placeholder_id
+from kernelform.server import KernelServer
 from kernelform.state import Resource, State, StateStore
 
 Clock = Callable[[], datetime]
@@ -163,7 +163,7 @@ def _difference(
 def execute(
     plan: Plan,
     *,
-    clients: Mapping[str, JupyterClient],
+    clients: Mapping[str, KernelServer],
     live: Mapping[str, LiveServer],
     store: StateStore,
     state: State,
@@ -223,7 +223,7 @@ class _Runner:
     def __init__(
         self,
         *,
-        clients: Mapping[str, JupyterClient],
+        clients: Mapping[str, KernelServer],
         live: Mapping[str, LiveServer],
         recorder: _Recorder,
         clock: Clock,

@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernelform.client import JupyterClient
 from kernelform.models import Kernel, Session
+from kernelform.server import KernelServer
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class LiveServer:
         )
 
 
-def read_server(name: str, client: JupyterClient) -> LiveServer:
+def read_server(name: str, client: KernelServer) -> LiveServer:
     """Read one server: kernels, sessions, kernelspecs and its version."""
     kernels = client.list_kernels()
     return LiveServer(
@@ -83,7 +83,7 @@ def read_server(name: str, client: JupyterClient) -> LiveServer:
     )
 
 
-def gather_facts(clients: Mapping[str, JupyterClient]) -> dict[str, LiveServer]:
+def gather_facts(clients: Mapping[str, KernelServer]) -> dict[str, LiveServer]:
     """Read every server in parallel; the first error (by server name) is raised."""
     if not clients:
         return {}
