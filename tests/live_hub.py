@@ -96,22 +96,19 @@ MANAGER_SCOPES = (
     "servers",  # POST/DELETE /hub/api/users/NAME/server
 )
 
-# Scopes that would grant a removed one again ("servers" includes "read:servers").
-_WHAT_GRANTS = {"read:servers": ("servers",)}
-# What a crippled role keeps of a granting scope it had to drop.
-_SPLIT = {"servers": ("start:servers", "delete:servers")}
+# A crippled role must not get its missing scope back through a broader one it
+# keeps: "servers" includes "read:servers", so without read:servers it keeps the
+# other parts of "servers" instead.
+_BROADER = {"read:servers": {"servers": ("start:servers", "delete:servers")}}
 
 
 def scopes_without(missing: str) -> tuple[str, ...]:
-    """The manager's scopes less *missing* (and less any scope that implies it)."""
+    """The manager's scopes less *missing* (and less any scope that includes it)."""
+    replaced = _BROADER.get(missing, {})
     scopes: list[str] = []
     for scope in MANAGER_SCOPES:
-        if scope == missing:
-            continue
-        if scope in _WHAT_GRANTS.get(missing, ()):
-            scopes.extend(_SPLIT[scope])
-        else:
-            scopes.append(scope)
+        if scope != missing:
+            scopes.extend(replaced.get(scope, (scope,)))
     return tuple(scopes)
 
 
@@ -141,10 +138,11 @@ _CONFIG = '''\
 """Written by tests/live_hub.py: a throw-away JupyterHub for kernelform's tests."""
 import json
 import os
+from pathlib import Path
 
 from traitlets.config import Config
 
-settings = json.loads(open({settings!r}).read())
+settings = json.loads(Path({settings!r}).read_text())
 c = get_config()  # noqa: F821
 c.merge(Config(settings["config"]))
 

@@ -14,11 +14,14 @@ Run with ``-s`` to see the timings (server starts).
 from __future__ import annotations
 
 import html
+import json
+import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import psutil
 import pytest
 import requests
 from websockets.exceptions import InvalidStatus
@@ -37,6 +40,28 @@ def _refused(scopes: str) -> dict[str, Any]:
         "status": 403,
         "message": f"Action is not authorized with current scopes; requires any of [{scopes}]",
     }
+
+
+# -- 0. the harness itself --------------------------------------------------------------------
+
+
+def test_user_servers_see_only_the_test_setup(hub: Hub) -> None:
+    specs = hub.server_json(RUNNING_USER, "GET", "api/kernelspecs")["kernelspecs"]
+    assert {"python3", "broken", "light"} <= set(specs)
+    assert specs["python3"]["spec"]["argv"][0] == sys.executable
+    assert specs["light"]["spec"]["argv"] == ["sleep", "infinity"]
+    # The server's Jupyter and home directories are the user's temporary ones.
+    pid = hub.server_pid(RUNNING_USER)
+    assert pid is not None
+    env = psutil.Process(pid).environ()
+    mine = hub.user_dir(RUNNING_USER)
+    assert env["HOME"] == str(mine / "home")
+    for name, kind in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data")):
+        assert env[name] == str(mine / kind)
+    assert "JUPYTER_PATH" not in env and "JUPYTER_CONFIG_PATH" not in env
+    info = json.loads(next((mine / "runtime").glob(f"jpserver-{pid}.json")).read_text())
+    assert info["root_dir"] == str(mine / "root")
+    assert info["base_url"] == f"/user/{RUNNING_USER}/"
 
 
 # -- 1. users, pagination, groups --------------------------------------------------------
@@ -338,11 +363,12 @@ def test_start_and_stop_a_server(hub: Hub) -> None:
         assert again.headers["Content-Type"].startswith("text/plain")
     finally:
         starter.join(60)
-    assert first["response"].status_code == 201, first["response"].text
-    spawn_seconds = first["response"].elapsed.total_seconds()
+    # 202 only on a machine so loaded that the spawn took over 10 s.
+    status = first["response"].status_code
+    assert status in (201, 202), first["response"].text
     hub.wait_server_ready(user)
     assert hub.kernels(user) == []
-    print(f"\n{user}'s server: 201 after {spawn_seconds:.2f} s")
+    print(f"\n{user}'s server: {status} after {first['response'].elapsed.total_seconds():.2f} s")
 
     running = hub.hub_api("POST", path)
     assert (running.status_code, running.json()) == (
