@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import requests
 
@@ -62,7 +62,14 @@ _SCRUBBED_ENV = (
     "PYTHONSTARTUP",
 )
 
-_RUNNING: set[JupyterServer] = set()
+
+class Stoppable(Protocol):
+    """Anything the suite starts that must not outlive it (a server, a hub)."""
+
+    def stop(self) -> object: ...
+
+
+_RUNNING: set[Stoppable] = set()
 
 
 class ServerStartError(RuntimeError):
@@ -74,6 +81,22 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop_at_exit(thing: Stoppable) -> None:
+    """Stop *thing* when the test process exits or gets SIGTERM, unless stopped before."""
+    _install_sigterm_handler()
+    _RUNNING.add(thing)
+
+
+def forget_at_exit(thing: Stoppable) -> None:
+    """*thing* was stopped: nothing left to do at exit."""
+    _RUNNING.discard(thing)
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment less what points a child at the user's own Jupyter setup."""
+    return {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
 
 
 def wait_for(
@@ -313,17 +336,17 @@ class JupyterServer:
 
     def stop(self) -> None:
         """Stop the server and everything in its process group (TERM, then KILL)."""
-        _RUNNING.discard(self)
+        forget_at_exit(self)
         if self.process.poll() is None:
-            _signal_group(self.process, signal.SIGTERM)
+            signal_group(self.process, signal.SIGTERM)
             try:
                 self.process.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
-                _signal_group(self.process, signal.SIGKILL)
+                signal_group(self.process, signal.SIGKILL)
                 self.process.wait(STOP_TIMEOUT)
         # Anything the server left in its group (not the kernels: they get their own
         # sessions and are shut down by the server on SIGTERM, or exit when it dies).
-        _signal_group(self.process, signal.SIGKILL)
+        signal_group(self.process, signal.SIGKILL)
         self.http.close()
 
 
@@ -350,7 +373,7 @@ def redact(text: str, token: str) -> str:
     return text.replace(token, "***") if token else text
 
 
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+def signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, sig)
 
@@ -430,7 +453,7 @@ def _spawn(
     if not base_url.endswith("/"):
         base_url += "/"
 
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env = clean_env()
     env.update(
         JUPYTER_RUNTIME_DIR=str(runtime_dir),
         JUPYTER_CONFIG_DIR=str(config_dir),
@@ -481,7 +504,7 @@ def _spawn(
         data_dir=data_dir,
         process=process,
     )
-    _RUNNING.add(server)
+    stop_at_exit(server)
     return server
 
 
