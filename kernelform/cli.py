@@ -679,7 +679,10 @@ def force_unlock(workspace: Workspace, printer: Printer, lock_id: str, force: bo
     that is still alive on this host is never removed.
     """
     holder = workspace.store.lock_info()
-    if holder is not None and not force:
+    if holder is None:
+        emit(f"The state at {workspace.store.location} is not locked; nothing to unlock.")
+        return
+    if not force:
         emit(
             f"The lock {lock_id} on the state at {workspace.store.location} is {holder.describe()}."
         )

@@ -102,32 +102,42 @@ class Report:
 
 
 class _Recorder:
-    """The state as it stands, each edit recorded through the store as it is made."""
+    """The state as it stands, each edit recorded through the store as it is made.
+
+    ``stored`` is the last state the store acknowledged. While the writes go
+    through, ``state`` is ``stored`` and an edit is recorded incrementally. After a
+    failed write, ``state`` holds edits the store has not got; the next edit is
+    then written whole (with them) on top of ``stored``.
+    """
 
     def __init__(self, store: StateStore, state: State, hooks: Hooks) -> None:
         self._store = store
         self._hooks = hooks
         self._lock = threading.Lock()
         self.state = state
+        self.stored = state
         self.write_error: StateWriteError | None = None
         self.saved = True
 
     def update(self, edit: Callable[[State], State], *, touched: Iterable[str]) -> None:
         """Apply *edit* and record what it changed at the *touched* addresses."""
         with self._lock:
-            before = self.state
-            edited = edit(before)
-            puts, drops = _difference(before, edited, touched)
+            edited = edit(self.state)
+            puts, drops = _difference(self.state, edited, touched)
             if not puts and not drops:
                 return
             self._hooks.before_state_write()
             try:
-                self.state = self._store.record(before, puts=puts, drops=drops)
+                if self.saved:
+                    result = self._store.record(self.stored, puts=puts, drops=drops)
+                else:
+                    result = self._store.write(replace(edited, serial=self.stored.serial))
             except StateWriteError as e:
-                self.state = replace(edited, serial=before.serial + 1)
+                self.state = edited
                 self.write_error = e
                 self.saved = False
                 raise
+            self.state = self.stored = result
             self.saved = True
             self._hooks.after_state_write()
 

@@ -90,7 +90,9 @@ def server_env(server: JupyterServer) -> dict[str, str]:
 
 
 def state_of(directory: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(
-        (directory / ".kernelform" / "state.json").read_text(encoding="utf-8")
-    )
-    return data
+    """The state of the project in *directory*, as stored (snapshot and journal)."""
+    from kernelform.state import FileStateStore
+
+    store = FileStateStore(directory / ".kernelform" / "state.json")
+    assert store.path.is_file(), f"no state at {store.path}"
+    return store.read().to_dict()

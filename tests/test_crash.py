@@ -30,12 +30,11 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,8 @@ from kernelform.plan import Action, Change, Plan, UpdateKind
 from kernelform.planner import ADOPTION_SLACK, make_destroy_plan, make_plan, placeholder_id
 from kernelform.recipe import Recipe
 from kernelform.runtime import KernelIds, Runtime
-from kernelform.state import Resource, State, new_state
+from kernelform.state import FileStateStore, Resource, State, new_state
+from kernelform.state.memory import MemoryStateStore
 from kernelform.workspace import Settings, Workspace
 from tests.kf import Result, run, server_env, state_of, write_manifest
 from tests.live_jupyter import JupyterServer, launch, write_kernelspec
@@ -426,7 +426,9 @@ def test_unknown_id_pending_no_longer_declared_is_shut_down(bench_for: Any) -> N
 # -- the state cannot be written -----------------------------------------------------
 
 
-RECOVERY = re.compile(r"saved at (\S+); once the problem is fixed, move it to (\S+) \(mv ")
+RECOVERY = re.compile(
+    r"saved at (\S+); once the problem is fixed, run 'kernelform state push (\S+)'"
+)
 
 
 def fail_case(bench: Bench, n: str) -> bool:
@@ -451,11 +453,12 @@ def fail_case(bench: Bench, n: str) -> bool:
         found = RECOVERY.search(lines[0])
         assert found, lines[0]
         # Paths as the user gave them: relative to where kernelform ran.
-        recovery, target = (bench.workdir / found.group(i) for i in (1, 2))
-        assert recovery.parent == target.parent == bench.workdir / ".kernelform", found
+        recovery, pushed = (bench.workdir / found.group(i) for i in (1, 2))
+        assert recovery == pushed and recovery.parent == bench.workdir / ".kernelform", found
         saved = json.loads(recovery.read_text(encoding="utf-8"))
         assert live <= {r["kernel_id"] for r in saved["resources"].values()}, (n, live, saved)
-        shutil.move(recovery, target)
+        store = FileStateStore(bench.workdir / ".kernelform" / "state.json")
+        store.push(State.from_dict(saved, source=str(recovery)))
     rerun = bench.apply()
     assert rerun.code == 0, (n, rerun)
     check_b(bench, ids_a)
@@ -603,26 +606,32 @@ def test_destroy_shuts_down_the_adopted_kernel() -> None:
 # -- a failed state write followed by one that goes through, in process -------------
 
 
-class FlakyStore:
+class FlakyStore(MemoryStateStore):
     """Fails the write that confirms kernel *a*, once; notes when *b* is recorded."""
 
-    location = "fake/state.json"
-
     def __init__(self) -> None:
+        super().__init__()
         self.b_recorded = threading.Event()
         self.failed = threading.Event()
         self.written: list[State] = []
 
-    def write(self, state: State) -> State:
-        confirmed_a = "a" in state.resources and not state.resources["a"].pending
+    def _append(self, base: State, written: State, puts: list[Resource], drops: list[str]) -> None:
+        confirmed_a = "a" in written.resources and not written.resources["a"].pending
         if confirmed_a and not self.failed.is_set():
             self.failed.set()
-            raise StateWriteError("the state could not be written to fake/state.json: ENOSPC")
-        stored = replace(state, serial=state.serial + 1)
-        self.written.append(stored)
-        if "b" in state.resources:
+            raise StateWriteError("the state could not be written to memory: ENOSPC")
+        super()._append(base, written, puts, drops)
+        self._note(written)
+
+    def _replace(self, state: State, *, previous: State | None) -> None:
+        super()._replace(state, previous=previous)
+        self._note(state)
+
+    def _note(self, stored: State) -> None:
+        if not self.written or self.written[-1] != stored:
+            self.written.append(stored)
+        if "b" in stored.resources:
             self.b_recorded.set()
-        return stored
 
 
 class SteppedClient:
