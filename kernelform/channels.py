@@ -102,7 +102,7 @@ class Readiness:
     """A kernel that answered: how long it took and what was seen on the way."""
 
     kernel_id: str
-    seconds: float  # from the call to the last message needed (setup included)
+    seconds: float  # from the call to the last message needed (setup included, close not)
     framing: Framing
     requests: int  # kernel_info requests sent before one was answered
     language: str  # language_info.name from the kernel_info reply
@@ -162,12 +162,13 @@ def wait_ready(
                     began = time.monotonic()
                     _run_setup(link, setup, deadline=deadline, wait=wait)
                     setup_seconds = time.monotonic() - began
+                seconds = time.monotonic() - started
     finally:
         watch.stop()
     language = info.get("language_info")
     return Readiness(
         kernel_id=kernel_id,
-        seconds=time.monotonic() - started,
+        seconds=seconds,
         framing=link.framing,
         requests=asked,
         language=str(language.get("name", "")) if isinstance(language, dict) else "",
@@ -311,8 +312,11 @@ class _Wait:
                 raise self.error(self.watch.death, DEAD_HINT) from None
             raise self.error(f"the connection failed: {e.detail}", DEAD_HINT) from None
         except TimeoutError:
-            what = "setup code still running" if self.phase == "setup" else "no answer"
-            raise self.error(f"{what} in {self.timeout:g}s", TIMEOUT_HINT) from None
+            if self.phase == "setup":
+                what = f"its setup code was still running after {self.timeout:g}s"
+            else:
+                what = f"no answer in {self.timeout:g}s"
+            raise self.error(what, TIMEOUT_HINT) from None
 
     def error(self, what: str, hint: str) -> KernelNotReady:
         waited = time.monotonic() - self.started

@@ -217,6 +217,22 @@ def test_setup_error_carries_the_kernels_error(
     assert_idle_and_unconnected(server, shared)
 
 
+def test_setup_still_running_at_the_timeout_is_left_running(
+    server: JupyterServer, kf: JupyterClient, shared: str
+) -> None:
+    began = time.monotonic()
+    with pytest.raises(KernelNotReady) as caught:
+        wait_ready(kf, shared, timeout=2, setup="import time\ntime.sleep(30)")
+    assert time.monotonic() - began < 3
+    assert not isinstance(caught.value, SetupFailed)
+    text = assert_one_clean_line(caught.value, server)
+    assert "setup code was still running after 2s" in text, text
+    assert model(server, shared)["execution_state"] == "busy"
+    wait_for(lambda: model(server, shared)["connections"] == 0, timeout=5, what="no connection")
+    server.api_json("POST", f"api/kernels/{shared}/interrupt", expect=204)
+    wait_for(lambda: model(server, shared)["execution_state"] == "idle", timeout=10)
+
+
 # -- dead, mute, slow ----------------------------------------------------------------------
 
 
