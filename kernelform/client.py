@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import ssl
 import time
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -128,6 +129,42 @@ class JupyterClient:
     def skips_tls_verification(self) -> bool:
         """True for an https server whose certificate is not checked (``verify=False``)."""
         return self._session.verify is False and urlsplit(self.base_url).scheme == "https"
+
+    # -- what a kernel websocket shares with the HTTP calls ------------------------
+
+    def websocket_url(self, path: str) -> str:
+        """``ws://`` (``wss://`` for https) URL of *path* under the base URL; never a token."""
+        parts = urlsplit(self.base_url + path)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return urlunsplit((scheme, parts.netloc, parts.path, parts.query, ""))
+
+    def auth_headers(self) -> dict[str, str]:
+        """The headers that authenticate a request (the token), for a websocket handshake."""
+        return {"Authorization": f"token {self._token}"} if self._token else {}
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """None for http; for https a context that verifies as the HTTP calls do.
+
+        ``verify=True`` trusts the CA bundle requests uses, a path trusts that
+        CA file (or directory), ``False`` checks nothing.
+        """
+        if urlsplit(self.base_url).scheme != "https":
+            return None
+        verify = self._session.verify
+        if verify is False:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        if isinstance(verify, str):
+            if os.path.isdir(verify):
+                return ssl.create_default_context(capath=verify)
+            return ssl.create_default_context(cafile=verify)
+        return ssl.create_default_context(cafile=requests.utils.DEFAULT_CA_BUNDLE_PATH)
+
+    def scrub(self, text: str) -> str:
+        """*text* (from a server or a kernel) with the token replaced by ``***``."""
+        return redact(text, [self._token])
 
     # -- the read operations ---------------------------------------------------
 

@@ -15,7 +15,9 @@ so that callers only ever need to know this module.
     │   ├── KernelNotFound          no such kernel on the server
     │   ├── UnknownKernelSpec       start asked for a spec the server lacks
     │   ├── ServerError             any other error status
-    │   └── BadResponse             an answer that is not the JSON expected
+    │   ├── BadResponse             an answer that is not the JSON expected
+    │   └── KernelNotReady          a kernel died, vanished or stayed silent (channels)
+    │       └── SetupFailed         its setup code raised
     ├── ManifestError               one or more FILE:LINE:COL problems
     ├── StateError                  the state cannot be used
     │   ├── StateLocked             another run holds the lock
@@ -123,6 +125,55 @@ class ServerError(ClientError):
 
 class BadResponse(ClientError):
     """The server answered, but not with the JSON the API promises."""
+
+
+class KernelNotReady(ClientError):
+    """A kernel died, vanished or did not answer over its websocket in time."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        server: str,
+        kernel_id: str,
+        waited: float,
+        execution_state: str | None,
+        reason: str | None,
+    ) -> None:
+        self.kernel_id = kernel_id
+        self.waited = waited
+        self.execution_state = execution_state
+        self.reason = reason
+        super().__init__(message, server=server)
+
+
+class SetupFailed(KernelNotReady):
+    """A kernel answered, but its setup code raised; ``traceback`` is a plain excerpt."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        server: str,
+        kernel_id: str,
+        waited: float,
+        execution_state: str | None,
+        reason: str | None,
+        ename: str,
+        evalue: str,
+        traceback: str,
+    ) -> None:
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = traceback
+        super().__init__(
+            message,
+            server=server,
+            kernel_id=kernel_id,
+            waited=waited,
+            execution_state=execution_state,
+            reason=reason,
+        )
 
 
 @dataclass(frozen=True)

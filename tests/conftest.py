@@ -7,8 +7,8 @@ Fixtures
     ``/``), ``.token``, ``.root``, ``.log_path``, ``.runtime_dir``, ``.data_dir``, and
     plain-``requests`` helpers (``api``, ``kernels``, ``kernel_ids``, ``sessions``,
     ``create_session``, ``run_code``, ``wait_ready``, ``wait_gone``, ``cleanup``...).
-    Kernelspecs: ``python3`` (this interpreter's ipykernel) and ``broken`` (exits at
-    once). Do not use it directly unless you clean up yourself.
+    Kernelspecs: ``python3`` (this interpreter's ipykernel), ``broken`` (exits at
+    once) and ``mute`` (runs, never answers). Do not use it directly unless you clean up yourself.
 ``jupyter`` (function)
     The same server; after the test every session is deleted and every kernel shut
     down, so tests never see each other's kernels.

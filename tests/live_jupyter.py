@@ -10,6 +10,8 @@ kernelspecs are installed into the temporary data directory:
 * ``broken``: a kernel whose process exits at once. The server still answers the
   start with 201 "starting"; its restarter then retries 5 times and drops the
   kernel (after about 3 s here, see ``SERVER_ARGS``).
+* ``mute``: a kernel whose process runs (sleeps an hour) but never opens its
+  sockets: it stays "starting" and answers nothing.
 
 Every helper here talks to the server with plain ``requests`` (never through
 kernelform), so tests can set up and check the world independently of the
@@ -401,6 +403,13 @@ BROKEN_SPEC = {
 }
 
 
+MUTE_SPEC = {
+    "argv": [sys.executable, "-c", "import time; time.sleep(3600)", "-f", "{connection_file}"],
+    "display_name": "Mute",
+    "language": "python",
+}
+
+
 def launch(
     workdir: Path,
     *,
@@ -445,6 +454,7 @@ def _spawn(
     runtime_dir.chmod(0o700)
     write_kernelspec(data_dir, "python3", PYTHON3_SPEC)
     write_kernelspec(data_dir, "broken", BROKEN_SPEC)
+    write_kernelspec(data_dir, "mute", MUTE_SPEC)
 
     token = token if token is not None else secrets.token_hex(24)
     port = free_port()
