@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import re
 import ssl
 import time
@@ -164,7 +165,7 @@ class JupyterClient:
 
     def scrub(self, text: str) -> str:
         """*text* (from a server or a kernel) with the token replaced by ``***``."""
-        return redact(text, [self._token])
+        return self._redactor.redact(text)
 
     # -- the read operations ---------------------------------------------------
 
