@@ -332,6 +332,12 @@ class _Wait:
             waited=waited,
             execution_state=self.watch.state,
             reason=self.watch.reason,
+            summary=what
+            + (
+                f" ({shorten(self.client.scrub(self.watch.reason), 80)})"
+                if self.watch.reason
+                else ""
+            ),
         )
 
 
@@ -690,10 +696,7 @@ def settle(timeout: float) -> int:
 def _raise_status(client: JupyterClient, error: InvalidStatus) -> NoReturn:
     status = error.response.status_code
     if status in (401, 403):
-        raise AuthError(
-            f"not authenticated (HTTP {status}); check the token (--token or JUPYTER_TOKEN)",
-            server=client.server,
-        ) from error
+        raise AuthError(f"not authenticated (HTTP {status})", server=client.server) from error
     if status == 404:
         raise _Closed("the websocket handshake answered 404: no such kernel") from error
     body = client.scrub(bytes(error.response.body or b"").decode("utf-8", "replace"))

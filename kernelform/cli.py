@@ -213,8 +213,7 @@ def raw_hint(error: KernelformError) -> str:
     hints = {
         Remedy.CHECK_TOKEN: "check the token (--token or JUPYTER_TOKEN)",
         Remedy.TRUST_CERTIFICATE: (
-            "pass --ca-bundle with the server's CA certificate, or --insecure to skip "
-            "verification"
+            "pass --ca-bundle with the server's CA certificate, or --insecure to skip verification"
         ),
         Remedy.LIST_KERNELS: "list them with 'kernelform kernels list'",
     }
@@ -396,11 +395,46 @@ def _plan_options(command: F) -> F:
     return command
 
 
-def workspace_command(*, planning: bool = False) -> Callable[[Callable[..., None]], Any]:
+def _wait_options(command: F) -> F:
+    options = [
+        click.option(
+            "--no-wait",
+            is_flag=True,
+            help="Do not wait for started or restarted kernels to answer (nor run setup).",
+        ),
+        click.option(
+            "--wait-timeout",
+            default=None,
+            callback=parse_wait_timeout,
+            metavar="DURATION",
+            help="How long to wait for each kernel to answer, over its ready_timeout "
+            "(default 60s).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def parse_wait_timeout(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> float | None:
+    if value is None:
+        return None
+    seconds = parse_lock_timeout(ctx, param, value)
+    if seconds <= 0:
+        raise click.BadParameter("it must be more than zero, e.g. 30s")
+    return seconds
+
+
+def workspace_command(
+    *, planning: bool = False, waiting: bool = False
+) -> Callable[[Callable[..., None]], Any]:
     """Add the options every manifest command shares, and hand the command a
     ``Workspace`` built from them (and a ``Printer``) instead of the raw options.
 
-    With *planning*, also --target, --force and --parallelism.
+    With *planning*, also --target, --force and --parallelism; with *waiting*,
+    --no-wait and --wait-timeout.
     """
 
     def decorate(function: Callable[..., None]) -> Any:
@@ -414,6 +448,8 @@ def workspace_command(*, planning: bool = False) -> Callable[[Callable[..., None
             targets: tuple[str, ...] = (),
             force: bool = False,
             parallelism: int = 10,
+            no_wait: bool = False,
+            wait_timeout: float | None = None,
             **args: Any,
         ) -> None:
             from kernelform.workspace import Settings
@@ -425,6 +461,8 @@ def workspace_command(*, planning: bool = False) -> Callable[[Callable[..., None
                 targets=targets,
                 force=force,
                 parallelism=parallelism,
+                wait=not no_wait,
+                wait_timeout=wait_timeout,
             )
             from kernelform.errors import KernelformError
 
@@ -435,7 +473,9 @@ def workspace_command(*, planning: bool = False) -> Callable[[Callable[..., None
                     e.hint = e.hint or manifest_hint(e, workspace)
                     raise
 
-        return _workspace_options(_plan_options(command) if planning else command)
+        decorated = _plan_options(command) if planning else command
+        decorated = _wait_options(decorated) if waiting else decorated
+        return _workspace_options(decorated)
 
     return decorate
 
@@ -603,7 +643,7 @@ def carry_out(
 
 
 @cli.command()
-@workspace_command(planning=True)
+@workspace_command(planning=True, waiting=True)
 @click.option("--auto-approve", is_flag=True, help="Apply without asking for 'yes'.")
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 def apply(
@@ -755,6 +795,20 @@ def given_tokens(argv: Sequence[str]) -> list[str]:
     return found
 
 
+SETTLE_SECONDS = 3.0
+
+
+def settle_channels() -> None:
+    """Let websocket handshakes a wait gave up on finish before the process ends.
+
+    Dropping one that the server still holds makes jupyter_server count one
+    connection too few for that kernel, for good; a few seconds usually spare it.
+    """
+    channels = sys.modules.get("kernelform.channels")
+    if channels is not None:
+        channels.settle(SETTLE_SECONDS)
+
+
 def main(argv: list[str] | None = None, *, hooks: Hooks | None = None) -> None:
     """Run the CLI and decide the exit status; the only place that does.
 
@@ -775,7 +829,10 @@ def main(argv: list[str] | None = None, *, hooks: Hooks | None = None) -> None:
     scrub = runtime.secrets.redact
 
     try:
-        cli.main(args=args, prog_name="kernelform", standalone_mode=False, obj=runtime)
+        try:
+            cli.main(args=args, prog_name="kernelform", standalone_mode=False, obj=runtime)
+        finally:
+            settle_channels()
     except Exit as e:
         sys.exit(e.code)
     except KernelformError as e:

@@ -17,7 +17,7 @@ import os
 import re
 import ssl
 import time
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
@@ -43,6 +43,9 @@ from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.masking import Redactor
 from kernelform.models import Kernel, KernelSpecs, Session
 from kernelform.runtime import KernelIds, Timeouts
+
+if TYPE_CHECKING:
+    from kernelform.channels import ProbeResult, Readiness
 
 log = logging.getLogger(__name__)
 
@@ -231,9 +234,7 @@ class JupyterClient:
     def restart_kernel(self, kernel_id: str) -> Kernel:
         path = _kernel_path(kernel_id) + "/restart"
         try:
-            data = self._json(
-                "POST", path, kernel_id=kernel_id, read_timeout=self.timeouts.restart
-            )
+            data = self._json("POST", path, kernel_id=kernel_id, read_timeout=self.timeouts.restart)
         except ServerError as e:
             if e.status == 500:
                 self.get_kernel(kernel_id)  # raises KernelNotFound when it is gone
@@ -245,6 +246,20 @@ class JupyterClient:
 
     def shutdown_kernel(self, kernel_id: str) -> None:
         self._request("DELETE", _kernel_path(kernel_id), kernel_id=kernel_id)
+
+    # -- talking to a kernel (over its websocket: see kernelform.channels) ----------
+
+    def wait_ready(self, kernel_id: str, *, timeout: float, setup: str | None = None) -> Readiness:
+        """Block until the kernel answers ``kernel_info``, then run *setup* in it."""
+        from kernelform.channels import wait_ready
+
+        return wait_ready(self, kernel_id, timeout=timeout, setup=setup)
+
+    def probe(self, kernel_id: str, *, timeout: float) -> ProbeResult:
+        """Whether the kernel answers on its control channel (busy kernels do)."""
+        from kernelform.channels import probe
+
+        return probe(self, kernel_id, timeout=timeout)
 
     # -- plumbing ----------------------------------------------------------------
 

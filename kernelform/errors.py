@@ -107,9 +107,7 @@ class KernelNotFound(ClientError):
 class UnknownKernelSpec(ClientError):
     """A start asked for a kernelspec the server does not have."""
 
-    def __init__(
-        self, message: str, *, server: str, spec: str, available: Sequence[str]
-    ) -> None:
+    def __init__(self, message: str, *, server: str, spec: str, available: Sequence[str]) -> None:
         self.spec = spec
         self.available = tuple(available)
         super().__init__(message, server=server)
@@ -128,7 +126,11 @@ class BadResponse(ClientError):
 
 
 class KernelNotReady(ClientError):
-    """A kernel died, vanished or did not answer over its websocket in time."""
+    """A kernel died, vanished or did not answer over its websocket in time.
+
+    ``summary`` is what went wrong in a few words ("no answer in 60s"), fit to
+    be recorded as the reason a kernel is tainted.
+    """
 
     def __init__(
         self,
@@ -139,11 +141,13 @@ class KernelNotReady(ClientError):
         waited: float,
         execution_state: str | None,
         reason: str | None,
+        summary: str = "",
     ) -> None:
         self.kernel_id = kernel_id
         self.waited = waited
         self.execution_state = execution_state
         self.reason = reason
+        self.summary = summary or "not ready"
         super().__init__(message, server=server)
 
 
@@ -173,6 +177,9 @@ class SetupFailed(KernelNotReady):
             waited=waited,
             execution_state=execution_state,
             reason=reason,
+            summary=shorten(
+                f"setup failed: {ename}: {evalue}" if evalue else f"setup failed: {ename}"
+            ),
         )
 
 

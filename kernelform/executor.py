@@ -14,6 +14,14 @@ so a crash loses nothing already done:
   forgotten; a crash in between leaves the deposed kernel to the next plan;
 - restart, shutdown: the state is written right after the server answers.
 
+Ready means ready: with ``waits``, a started or restarted kernel's action
+only succeeds once the kernel answers over its websocket (and its setup code
+ran). The wait does not hold one of the ``parallelism`` slots, which bound the
+requests to servers, so many kernels warm up at once. A kernel that dies or
+stays silent is recorded as *tainted* (never forgotten, never unrecorded) and
+its action fails; the next plan restarts or starts it again. A replace shuts
+the old kernel down only once the new one is ready.
+
 One failing action does not stop the others. A state that cannot be written
 does: no new action starts, the running ones still record what they do (each
 failed write saves a recovery file holding everything so far), and once they
@@ -38,6 +46,7 @@ from kernelform.errors import (
     ConnectError,
     KernelformError,
     KernelNotFound,
+    KernelNotReady,
     PlanError,
     RequestTimeout,
     StateWriteError,
@@ -50,17 +59,31 @@ from kernelform.server import KernelServer
 from kernelform.state import Resource, State, StateStore
 
 Clock = Callable[[], datetime]
+MAX_WAITERS = 64  # kernels waited for at once (a wait is a websocket and a REST poll)
+
+
+@dataclass(frozen=True)
+class WaitFor:
+    """How to wait for a kernel after it is started or restarted."""
+
+    timeout: float
+    setup: str | None = None
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one change went: the resulting kernel id, or why it failed."""
+    """How one change went: the resulting kernel id, or why it failed.
+
+    ``seconds`` is the whole action; ``ready_seconds`` the part spent waiting
+    for the kernel to answer (None when it was not waited for).
+    """
 
     change: Change
     ok: bool
     seconds: float
     kernel_id: str | None = None
     error: str | None = None
+    ready_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,8 +93,20 @@ class Outcome:
             "ok": self.ok,
             "kernel_id": self.kernel_id,
             "seconds": round(self.seconds, 3),
+            "ready_seconds": None if self.ready_seconds is None else round(self.ready_seconds, 3),
             "error": self.error,
         }
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """An action done on the server whose kernel must now answer; *then* runs once it does."""
+
+    change: Change
+    kernel_id: str
+    began: float
+    wait: WaitFor
+    then: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,26 +215,42 @@ def execute(
     parallelism: int = 10,
     clock: Clock,
     hooks: Hooks = NO_HOOKS,
+    waits: Mapping[str, WaitFor] | None = None,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
 ) -> tuple[Report, State]:
-    """Carry out *plan*'s runnable changes; return the report and the final state."""
+    """Carry out *plan*'s runnable changes; return the report and the final state.
+
+    *waits* maps an address to how to wait for its kernel once started or
+    restarted; an address without one is not waited for.
+    """
     recorder = _Recorder(store, state, hooks)
     recorder.update(lambda s: _apply_updates(plan, s), touched=_update_addresses(plan))
-    runner = _Runner(clients=clients, live=live, recorder=recorder, clock=clock, hooks=hooks)
+    runner = _Runner(
+        clients=clients, live=live, recorder=recorder, clock=clock, hooks=hooks, waits=waits or {}
+    )
     outcomes: list[Outcome] = []
     pending = list(plan.runnable)
-    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        running: set[Future[Outcome]] = set()
-        while pending or running:
-            while pending and len(running) < parallelism and recorder.write_error is None:
-                running.add(pool.submit(runner.run, pending.pop(0)))
-            if not running:
+    with (
+        ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool,
+        ThreadPoolExecutor(max_workers=MAX_WAITERS) as waiters,
+    ):
+        acting: set[Future[Outcome | _Waiting]] = set()
+        waiting: set[Future[Outcome | _Waiting]] = set()
+        while pending or acting or waiting:
+            while pending and len(acting) < parallelism and recorder.write_error is None:
+                acting.add(pool.submit(runner.run, pending.pop(0)))
+            if not acting and not waiting:
                 break
-            done, running = wait(running, return_when=FIRST_COMPLETED)
+            done, _ = wait(acting | waiting, return_when=FIRST_COMPLETED)
+            acting -= done
+            waiting -= done
             for future in done:
-                outcome = future.result()
-                outcomes.append(outcome)
-                on_outcome(outcome)
+                result = future.result()
+                if isinstance(result, _Waiting):
+                    waiting.add(waiters.submit(runner.finish, result))
+                    continue
+                outcomes.append(result)
+                on_outcome(result)
     error = recorder.final_error()
     if error is not None:
         raise error
@@ -238,20 +289,76 @@ class _Runner:
         recorder: _Recorder,
         clock: Clock,
         hooks: Hooks,
+        waits: Mapping[str, WaitFor],
     ) -> None:
         self._clients = clients
         self._live = live
         self._recorder = recorder
         self._clock = clock
         self._hooks = hooks
+        self._waits = waits
 
-    def run(self, change: Change) -> Outcome:
+    def run(self, change: Change) -> Outcome | _Waiting:
+        """Do *change* on its server; what remains is waiting for its kernel, if anything."""
         began = time.monotonic()
         try:
             kernel_id = self._dispatch(change)
         except KernelformError as e:
             return Outcome(change, ok=False, seconds=time.monotonic() - began, error=str(e))
+        wait_for = self._waits.get(change.address)
+        waited = (Action.START, Action.RESTART, Action.REPLACE)
+        if kernel_id is not None and wait_for is not None and change.action in waited:
+            then = None
+            if change.action is Action.REPLACE:
+                then = lambda: self._retire_deposed(change)  # noqa: E731
+            return _Waiting(change, kernel_id, began, wait_for, then)
+        if change.action is Action.REPLACE:
+            try:
+                self._retire_deposed(change)
+            except KernelformError as e:
+                return Outcome(change, ok=False, seconds=time.monotonic() - began, error=str(e))
         return Outcome(change, ok=True, seconds=time.monotonic() - began, kernel_id=kernel_id)
+
+    def finish(self, waiting: _Waiting) -> Outcome:
+        """Wait for the kernel of *waiting* to answer; taint it when it does not."""
+        change, kernel_id, wait_for = waiting.change, waiting.kernel_id, waiting.wait
+        try:
+            readiness = self._clients[change.server].wait_ready(
+                kernel_id, timeout=wait_for.timeout, setup=wait_for.setup
+            )
+        except KernelNotReady as e:
+            error: KernelformError = e
+            summary = e.summary
+            try:
+                self._recorder.update(
+                    lambda s: _tainted(s, change.address, kernel_id, summary),
+                    touched=[change.address],
+                )
+            except KernelformError as failed:
+                error = failed
+            return Outcome(
+                change,
+                ok=False,
+                seconds=time.monotonic() - waiting.began,
+                kernel_id=kernel_id,
+                error=str(error),
+            )
+        except KernelformError as e:
+            seconds = time.monotonic() - waiting.began
+            return Outcome(change, ok=False, seconds=seconds, kernel_id=kernel_id, error=str(e))
+        try:
+            if waiting.then is not None:
+                waiting.then()
+        except KernelformError as e:
+            seconds = time.monotonic() - waiting.began
+            return Outcome(change, ok=False, seconds=seconds, kernel_id=kernel_id, error=str(e))
+        return Outcome(
+            change,
+            ok=True,
+            seconds=time.monotonic() - waiting.began,
+            kernel_id=kernel_id,
+            ready_seconds=readiness.seconds,
+        )
 
     def _dispatch(self, change: Change) -> str | None:
         if change.action is Action.START:
@@ -316,6 +423,7 @@ class _Runner:
         return resource.kernel_id
 
     def _replace(self, change: Change) -> str:
+        """Depose the old kernel and start the new one (see ``_retire_deposed``)."""
         assert change.kernel_id is not None
         old = self._recorder.state.resources.get(change.address)
         deposed_address = str(parse_address(change.address).as_deposed())
@@ -334,9 +442,14 @@ class _Runner:
                     touched=[old.address, deposed_address],
                 )
             raise
+        return new_id
+
+    def _retire_deposed(self, change: Change) -> None:
+        """The end of a replace: shut the old kernel down and forget it."""
+        assert change.kernel_id is not None
+        deposed_address = str(parse_address(change.address).as_deposed())
         self._shutdown(change.old_server or change.server, change.kernel_id)
         self._recorder.update(lambda s: s.without(deposed_address), touched=[deposed_address])
-        return new_id
 
     def _shutdown(self, server: str, kernel_id: str) -> None:
         try:
@@ -349,7 +462,17 @@ def _restarted(state: State, change: Change, now: datetime) -> State:
     resource = state.resources.get(change.address)
     if resource is None:
         return state
-    return state.with_resource(replace(resource, recipe=change.recipe, started_at=now))
+    return state.with_resource(
+        replace(resource, recipe=change.recipe, started_at=now, tainted=None)
+    )
+
+
+def _tainted(state: State, address: str, kernel_id: str, reason: str) -> State:
+    """Mark the kernel at *address* tainted, if it is still the one that failed."""
+    resource = state.resources.get(address)
+    if resource is None or resource.kernel_id != kernel_id:
+        return state
+    return state.with_resource(replace(resource, tainted=reason))
 
 
 def _depose(state: State, address: str, kept: Resource) -> State:

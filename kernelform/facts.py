@@ -2,14 +2,16 @@
 
 Reading (I/O) is kept apart from planning: ``gather_facts`` asks every server
 for its kernels, sessions and kernelspecs, all servers in parallel, and hands
-the planner plain frozen ``LiveServer`` objects. The planner never does I/O.
+the planner plain frozen ``LiveServer`` objects. ``probe_health`` then asks
+the kernels that want a health check whether they answer, all in parallel,
+and marks the silent ones. The planner never does I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kernelform.models import Kernel, Session
@@ -25,6 +27,7 @@ class LiveServer:
     sessions: tuple[Session, ...] = ()
     specs: tuple[str, ...] = ()
     accepts_kernel_id: bool = False
+    unresponsive: frozenset[str] = frozenset()
 
     _by_kernel: Mapping[str, tuple[str, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -45,9 +48,15 @@ class LiveServer:
         return self._by_kernel.get(kernel_id, ())
 
     def in_use(self, kernel_id: str) -> bool:
-        """A kernel is in use when a session holds it or a client is connected."""
+        """A kernel is in use when a session holds it or a client is connected.
+
+        The connection count of a kernel that did not answer a probe is not
+        trusted: jupyter_server counts the probe's connection as open for as long
+        as the kernel stays silent, so a frozen kernel would look in use.
+        """
         kernel = self.kernels.get(kernel_id)
-        connected = kernel is not None and kernel.connections > 0
+        counted = kernel is not None and kernel_id not in self.unresponsive
+        connected = counted and kernel is not None and kernel.connections > 0
         return connected or bool(self.sessions_of(kernel_id))
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,6 +66,7 @@ class LiveServer:
             "sessions": [s.model_dump(mode="json") for s in self.sessions],
             "specs": list(self.specs),
             "accepts_kernel_id": self.accepts_kernel_id,
+            "unresponsive": sorted(self.unresponsive),
         }
 
     @classmethod
@@ -68,6 +78,7 @@ class LiveServer:
             sessions=tuple(Session.model_validate(s) for s in data.get("sessions", [])),
             specs=tuple(data.get("specs", [])),
             accepts_kernel_id=bool(data.get("accepts_kernel_id", False)),
+            unresponsive=frozenset(data.get("unresponsive", ())),
         )
 
 
@@ -90,3 +101,46 @@ def gather_facts(clients: Mapping[str, KernelServer]) -> dict[str, LiveServer]:
     with ThreadPoolExecutor(max_workers=min(len(clients), 16)) as pool:
         futures = {name: pool.submit(read_server, name, c) for name, c in clients.items()}
         return {name: futures[name].result() for name in sorted(futures)}
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """One kernel to probe: where, which, and how long to wait for its answer."""
+
+    server: str
+    kernel_id: str
+    timeout: float
+
+
+def probe_health(
+    clients: Mapping[str, KernelServer],
+    live: Mapping[str, LiveServer],
+    checks: list[HealthCheck],
+) -> dict[str, LiveServer]:
+    """*live* with the kernels of *checks* that did not answer marked ``unresponsive``.
+
+    Every probe runs at once, so the whole takes about the longest timeout. A
+    kernel gone meanwhile is left to the next plan; a probe that fails because
+    the server itself cannot be used raises.
+    """
+    from kernelform.channels import Health
+
+    wanted = [c for c in checks if c.server in live and c.kernel_id in live[c.server].kernels]
+    if not wanted:
+        return dict(live)
+    silent: dict[str, set[str]] = {}
+    with ThreadPoolExecutor(max_workers=min(len(wanted), 64)) as pool:
+        futures = [
+            (
+                check,
+                pool.submit(clients[check.server].probe, check.kernel_id, timeout=check.timeout),
+            )
+            for check in wanted
+        ]
+        for check, future in futures:
+            if future.result().health is Health.UNRESPONSIVE:
+                silent.setdefault(check.server, set()).add(check.kernel_id)
+    return {
+        name: replace(server, unresponsive=frozenset(silent[name])) if name in silent else server
+        for name, server in live.items()
+    }

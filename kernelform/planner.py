@@ -14,8 +14,10 @@ pending start, several kernels could be it     start      blocked: names them
 in state, kernel gone from the server          start      vanished from the server
 declared on another server                     replace    server old → new
 spec or cwd differs                            replace    spec/cwd old → new
-revision differs                               restart    revision old → new
+tainted (never became ready)                   restart    tainted: why
+revision or setup code differs                 restart    revision old → new / setup changed
 execution_state is dead                        restart    dead
+health_check, did not answer the probe         restart    unresponsive: no reply in …
 older than max_age                             restart    age … exceeds max_age …
 busy for longer than busy_timeout              interrupt  busy for …
 in state, no longer declared                   shutdown   no longer declared
@@ -245,6 +247,8 @@ def _reconcile(
         return replace(start, reason=reason, blocked=True), None
     elif kernel is None:
         reason = "start was interrupted" if resource.pending else "vanished from the server"
+        if resource.tainted is not None:
+            reason = f"{reason} (tainted: {resource.tainted})"
         return replace(start, reason=reason), None
     elif resource.pending:
         confirm = StateUpdate(
@@ -270,11 +274,19 @@ def _drift(
     differences = moved + resource.recipe.differences(item.recipe, Effect.REPLACE)
     if differences:
         return Action.REPLACE, ", ".join(differences)
+    if resource.tainted is not None:
+        return Action.RESTART, f"tainted: {resource.tainted}"
     differences = resource.recipe.differences(item.recipe, Effect.RESTART)
     if differences:
         return Action.RESTART, ", ".join(differences)
     if kernel.execution_state == "dead":
         return Action.RESTART, "dead"
+    server = ctx.live.get(resource.server)
+    if item.keys.health_check and server is not None and kernel.id in server.unresponsive:
+        return (
+            Action.RESTART,
+            f"unresponsive: no reply in {format_duration(item.keys.probe_timeout)}",
+        )
     age = ctx.now - resource.started_at
     max_age = item.keys.max_age
     if max_age is not None and age > max_age:

@@ -46,6 +46,7 @@ class Recipe:
     spec: str = field(metadata=_recorded(Effect.REPLACE))
     cwd: str | None = field(default=None, metadata=_recorded(Effect.REPLACE))
     revision: str | None = field(default=None, metadata=_recorded(Effect.RESTART))
+    setup: str | None = field(default=None, metadata=_recorded(Effect.RESTART, Shown.CHANGED))
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec, str) or not self.spec:

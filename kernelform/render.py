@@ -137,12 +137,10 @@ def outcome_line(outcome: Outcome) -> Line:
     symbol, style = SYMBOLS[change.action]
     head = (Segment(f"{symbol:>3} ", style), Segment(change.address, Style.BOLD))
     if outcome.ok:
-        return (
-            *head,
-            Segment(
-                f": {VERBS[change.action]} kernel {outcome.kernel_id} in {outcome.seconds:.1f}s"
-            ),
-        )
+        done = f": {VERBS[change.action]} kernel {outcome.kernel_id}"
+        if outcome.ready_seconds is not None:  # seconds from the request until it answered
+            return (*head, Segment(f"{done}, ready in {outcome.seconds:.1f}s"))
+        return (*head, Segment(f"{done} in {outcome.seconds:.1f}s"))
     return (*head, Segment(f": {change.action.value} FAILED: {outcome.error}", Style.RED))
 
 

@@ -7,9 +7,12 @@ double are all just a ``KernelServer``. ``JupyterClient`` is the HTTP one.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from kernelform.models import Kernel, KernelSpecs, Session
+
+if TYPE_CHECKING:
+    from kernelform.channels import ProbeResult, Readiness
 
 
 class KernelServer(Protocol):
@@ -41,3 +44,11 @@ class KernelServer(Protocol):
     def interrupt_kernel(self, kernel_id: str) -> None: ...
 
     def shutdown_kernel(self, kernel_id: str) -> None: ...
+
+    def wait_ready(self, kernel_id: str, *, timeout: float, setup: str | None = None) -> Readiness:
+        """Block until the kernel answers (then run *setup*); ``KernelNotReady`` if not."""
+        ...
+
+    def probe(self, kernel_id: str, *, timeout: float) -> ProbeResult:
+        """Whether the kernel answers on its control channel within *timeout*."""
+        ...

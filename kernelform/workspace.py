@@ -17,8 +17,8 @@ from pathlib import Path
 from kernelform.address import matches_target, parse_address
 from kernelform.client import JupyterClient
 from kernelform.errors import KernelformError, PlanError, StalePlan
-from kernelform.executor import Outcome, Report, execute
-from kernelform.facts import LiveServer, gather_facts
+from kernelform.executor import Outcome, Report, WaitFor, execute
+from kernelform.facts import HealthCheck, LiveServer, gather_facts, probe_health
 from kernelform.manifest import Manifest, load_manifest
 from kernelform.plan import Plan
 from kernelform.planner import make_destroy_plan, make_plan
@@ -40,6 +40,8 @@ class Settings:
     parallelism: int = 10
     targets: tuple[str, ...] = ()
     force: bool = False
+    wait: bool = True
+    wait_timeout: float | None = None
 
     @property
     def resolved_state_path(self) -> Path:
@@ -110,6 +112,29 @@ class Workspace:
         names = sorted(servers if servers is not None else self.manifest.servers)
         return gather_facts({name: self.client(name) for name in names})
 
+    def health_checks(self, state: State) -> list[HealthCheck]:
+        """The managed kernels whose declaration asks for a health check."""
+        checks = []
+        for item in self.manifest.desired():
+            resource = state.resources.get(item.address)
+            if not item.keys.health_check or resource is None or resource.pending:
+                continue
+            timeout = item.keys.probe_timeout.total_seconds()
+            checks.append(HealthCheck(resource.server, resource.kernel_id, timeout))
+        return checks
+
+    def waits(self) -> dict[str, WaitFor]:
+        """How long to wait for each declared kernel to be ready, and its setup code."""
+        if not self.settings.wait:
+            return {}
+        return {
+            item.address: WaitFor(
+                timeout=self.settings.wait_timeout or item.keys.wait_timeout.total_seconds(),
+                setup=item.decl.setup_code,
+            )
+            for item in self.manifest.desired()
+        }
+
     def involved_servers(self, state: State) -> set[str]:
         """The servers that declared or recorded targets live on."""
         targets = self.settings.targets
@@ -125,6 +150,8 @@ class Workspace:
         """Read the state and the servers, and compute the plan."""
         state = self.store.read()
         live = self.refresh(self.involved_servers(state))
+        if not destroy:
+            live = probe_health(self.clients_opened(), live, self.health_checks(state))
         make = make_destroy_plan if destroy else make_plan
         plan = make(
             self.manifest,
@@ -185,6 +212,7 @@ class Workspace:
             parallelism=self.settings.parallelism,
             clock=self.clock,
             hooks=self.runtime.hooks,
+            waits=self.waits(),
             on_outcome=on_outcome,
         )
         return report

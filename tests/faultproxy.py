@@ -306,6 +306,9 @@ class FaultProxy:
         if kind is Kind.SLOW:
             assert rule is not None
             rule.gate.wait(rule.delay)
+        if handler.headers.get("Upgrade", "").lower() == "websocket":
+            self._tunnel(handler)
+            return
         try:
             status, headers, payload = self._forward(handler, body)
         except OSError as e:
@@ -324,6 +327,43 @@ class FaultProxy:
             return
         with contextlib.suppress(OSError):  # a client that gave up (SLOW) is gone
             _answer(handler, status, headers, payload)
+
+    def _tunnel(self, handler: BaseHTTPRequestHandler) -> None:
+        """A websocket: pass the handshake on as is, then copy bytes both ways until one
+        side closes (kernelform talks to kernels over it to see that they answer)."""
+        lines = [f"{handler.command} {self.upstream_prefix}{handler.path} HTTP/1.1"]
+        for key, value in handler.headers.items():
+            if key.lower() == "host":
+                value = f"{self.upstream_host}:{self.upstream_port}"
+            lines.append(f"{key}: {value}")
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        client = handler.connection
+        try:
+            upstream = socket.create_connection(
+                (self.upstream_host, self.upstream_port), timeout=UPSTREAM_TIMEOUT
+            )
+        except OSError:
+            _answer(handler, 502, {"Content-Type": "text/plain"}, b"fault proxy: no upstream")
+            return
+        handler.close_connection = True
+        with upstream:
+            # (A websocket client sends nothing more until the handshake is answered, so
+            # the handler's read buffer holds nothing: the raw socket is read from here.)
+            upstream.sendall(request)
+
+            def pump(source: socket.socket, sink: socket.socket) -> None:
+                with contextlib.suppress(OSError):
+                    while chunk := source.recv(65536):
+                        sink.sendall(chunk)
+                with contextlib.suppress(OSError):
+                    sink.shutdown(socket.SHUT_WR)
+
+            client.settimeout(UPSTREAM_TIMEOUT + MAX_DELAY)
+            upstream.settimeout(UPSTREAM_TIMEOUT + MAX_DELAY)
+            back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+            back.start()
+            pump(client, upstream)
+            back.join(CLOSE_TIMEOUT)
 
     def _forward(
         self, handler: BaseHTTPRequestHandler, body: bytes

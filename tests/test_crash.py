@@ -174,11 +174,12 @@ class Bench:
         return sorted(k["id"] for k in self.jupyter.kernels())
 
     def apply(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        return self.kf("apply", "--auto-approve", *args, env=env)
+        # The light kernels never answer: waiting for readiness is test_ready's subject.
+        return self.kf("apply", "--auto-approve", "--no-wait", *args, env=env)
 
     def apply_in_process(self) -> None:
         """A plain apply through the library: a quicker way to set a case up."""
-        settings = Settings(manifest_path=self.workdir / "kernelform.yaml")
+        settings = Settings(manifest_path=self.workdir / "kernelform.yaml", wait=False)
         never = self.env.get("KERNELFORM_ASSUME_NO_KERNEL_ID") == "1"
         runtime = Runtime(kernel_ids=KernelIds.NEVER if never else KernelIds.ASK_SERVER)
         with (

@@ -45,6 +45,7 @@ def build_state(entries: dict[str, dict[str, Any]]) -> Any:
                 recipe=Recipe.from_dict(fields),
                 started_at=moment(fields.get("started_at", DEFAULT_NOW)),
                 pending=fields.get("pending", False),
+                tainted=fields.get("tainted"),
             )
         )
     return state
@@ -61,7 +62,13 @@ def build_live(servers: dict[str, dict[str, Any]]) -> dict[str, LiveServer]:
             {**s, "kernel": {"name": "python3", **s["kernel"]}} for s in data.get("sessions", [])
         ]
         live[name] = LiveServer.from_dict(
-            {"name": name, "kernels": kernels, "sessions": sessions, "specs": data["specs"]}
+            {
+                "name": name,
+                "kernels": kernels,
+                "sessions": sessions,
+                "specs": data["specs"],
+                "unresponsive": data.get("unresponsive", []),
+            }
         )
     return live
 

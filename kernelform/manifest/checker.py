@@ -29,6 +29,7 @@ from kernelform.masking import Secret
 from kernelform.wording import closest, quoted
 
 TAG = "tag:yaml.org,2002:"
+MAX_SETUP_BYTES = 256 * 1024
 SECTIONS = ("servers", "kernels")
 
 
@@ -339,7 +340,43 @@ class Checker:
         if model is None:
             return None
         assert isinstance(model, KernelKeys)
-        return KernelDecl(name=name, server=server, keys=model)
+        setup_code = model.setup
+        if model.setup_file is not None:
+            if model.setup is not None:
+                self.add(
+                    checked.nodes["setup_file"][0], "setup and setup_file are both given; keep one"
+                )
+                return None
+            setup_code = self.setup_file(model.setup_file, _value_at(*checked.nodes["setup_file"]))
+            if setup_code is None:
+                return None
+        return KernelDecl(name=name, server=server, keys=model, setup_code=setup_code)
+
+    def setup_file(self, written: str, node: Node) -> str | None:
+        """The code in *written* (relative to the manifest), or None and a problem."""
+        path = os.path.join(self.base_dir, os.path.expanduser(written))
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_SETUP_BYTES + 1)
+        except FileNotFoundError:
+            self.add(node, f"setup_file {quoted(written)} does not exist (looked for {path})")
+        except IsADirectoryError:
+            self.add(node, f"setup_file {quoted(written)} is a directory, not a file")
+        except OSError as e:
+            self.add(node, f"setup_file {quoted(written)} cannot be read: {e.strerror or e}")
+        else:
+            if len(data) > MAX_SETUP_BYTES:
+                self.add(
+                    node,
+                    f"setup_file {quoted(written)} is over {MAX_SETUP_BYTES // 1024} KiB; "
+                    "import a module from it instead",
+                )
+                return None
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                self.add(node, f"setup_file {quoted(written)} is not UTF-8 text (byte {e.start})")
+        return None
 
 
 _FAILED: Any = object()

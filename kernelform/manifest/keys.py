@@ -34,10 +34,12 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from kernelform.address import NAME_PATTERN
-from kernelform.duration import parse_duration
+from kernelform.duration import format_duration, parse_duration
 from kernelform.wording import clip, quoted
 
 MAX_COUNT = 1000
+DEFAULT_READY_TIMEOUT = timedelta(seconds=60)
+DEFAULT_HEALTH_TIMEOUT = timedelta(seconds=10)
 SPEC_PATTERN = r"[A-Za-z0-9._-]+"  # what jupyter_client accepts as a kernelspec name
 TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")
@@ -324,6 +326,57 @@ class KernelKeys(_Section):
             "blocked (carried out only with --force)."
         ),
     ] = True
+    setup: Annotated[
+        Text,
+        Key("a string"),
+        Field(
+            description="code run in the kernel after every start and restart, before it "
+            "counts as ready; an exception fails the action and taints the kernel. A change "
+            "restarts the kernel."
+        ),
+    ] = None
+    setup_file: Annotated[
+        Text,
+        Key("a string", quote_hint=True),
+        Field(
+            description="a file holding the setup code, relative to the manifest (instead "
+            "of setup)."
+        ),
+    ] = None
+    ready_timeout: Annotated[
+        Duration,
+        Key("a duration like 30s"),
+        Field(
+            description="how long apply waits for a started or restarted kernel to answer "
+            f"(default {format_duration(DEFAULT_READY_TIMEOUT)}); --wait-timeout overrides it."
+        ),
+    ] = None
+    health_check: Annotated[
+        Flag,
+        Key("true or false"),
+        Field(
+            description="true: plan probes the kernel, and restarts it when it does not "
+            "answer within health_timeout (a kernel busy in a cell still answers)."
+        ),
+    ] = False
+    health_timeout: Annotated[
+        Duration,
+        Key("a duration like 10s"),
+        Field(
+            description="how long a health probe waits for an answer "
+            f"(default {format_duration(DEFAULT_HEALTH_TIMEOUT)})."
+        ),
+    ] = None
+
+    @property
+    def wait_timeout(self) -> timedelta:
+        """How long to wait for this kernel to be ready."""
+        return self.ready_timeout or DEFAULT_READY_TIMEOUT
+
+    @property
+    def probe_timeout(self) -> timedelta:
+        """How long a health probe waits."""
+        return self.health_timeout or DEFAULT_HEALTH_TIMEOUT
 
 
 NAME = re.compile(NAME_PATTERN)

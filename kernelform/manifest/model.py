@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from kernelform.address import Address
 from kernelform.manifest.keys import KernelKeys
 from kernelform.masking import Secret
-from kernelform.recipe import Recipe
+from kernelform.recipe import Recipe, digest
 
 
 @dataclass(frozen=True)
@@ -30,17 +30,24 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class KernelDecl:
-    """One entry of ``kernels:``: its validated keys and the server they resolve to."""
+    """One entry of ``kernels:``: its validated keys, the server they resolve to, and the
+    setup code (from ``setup``, or read from ``setup_file``)."""
 
     name: str
     server: str
     keys: KernelKeys
+    setup_code: str | None = None
 
     @property
     def recipe(self) -> Recipe:
-        """What the state will record for each of its kernels."""
-        keys = self.keys
-        return Recipe(spec=keys.spec, cwd=keys.cwd, revision=keys.revision)
+        """What the state will record for each of its kernels (the setup code as a digest)."""
+        keys, code = self.keys, self.setup_code
+        return Recipe(
+            spec=keys.spec,
+            cwd=keys.cwd,
+            revision=keys.revision,
+            setup=None if code is None else digest(code),
+        )
 
 
 @dataclass(frozen=True)

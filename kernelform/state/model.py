@@ -24,10 +24,19 @@ from kernelform.errors import StateCorrupt
 from kernelform.recipe import FIELD_NAMES as RECIPE_FIELDS
 from kernelform.recipe import Recipe
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1 had no setup digest and no taint; both read as None
 
 STATE_KEYS = ("version", "serial", "lineage", "resources")
-RESOURCE_KEYS = ("address", "server", "kernel_id", *RECIPE_FIELDS, "started_at", "pending")
+RESOURCE_KEYS = (
+    "address",
+    "server",
+    "kernel_id",
+    *RECIPE_FIELDS,
+    "started_at",
+    "pending",
+    "tainted",
+)
 LOCK_KEYS = ("id", "pid", "host", "operation", "since")
 
 _TIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?(Z|[+-]\d{2}:\d{2})")
@@ -88,7 +97,9 @@ class Resource:
 
     ``pending`` marks a start that was recorded before its request and not
     yet confirmed, so that a crash between the request and the answer leaves a
-    trace the next run can check.
+    trace the next run can check. ``tainted`` (Terraform's word) says why a
+    kernel that was started or restarted never became ready (it died, stayed
+    silent, or its setup failed): the next plan restarts or starts it again.
     """
 
     address: str
@@ -97,6 +108,7 @@ class Resource:
     recipe: Recipe
     started_at: datetime
     pending: bool = False
+    tainted: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("address", "server", "kernel_id"):
@@ -107,6 +119,8 @@ class Resource:
             raise ValueError(f"recipe must be a Recipe, not {self.recipe!r}")
         if not isinstance(self.pending, bool):
             raise ValueError(f"pending must be true or false, not {self.pending!r}")
+        if self.tainted is not None and not isinstance(self.tainted, str):
+            raise ValueError(f"tainted must be a string or null, not {self.tainted!r}")
         object.__setattr__(self, "started_at", _utc(self.started_at, "started_at"))
 
     @property
@@ -122,6 +136,7 @@ class Resource:
             **self.recipe.to_dict(),
             "started_at": format_time(self.started_at),
             "pending": self.pending,
+            "tainted": self.tainted,
         }
 
     @classmethod
@@ -129,7 +144,7 @@ class Resource:
         """Build from ``to_dict`` output; raises ``ValueError`` saying what is wrong."""
         if not isinstance(data, dict):
             raise ValueError(f"expected an object, found {kind_of(data)}")
-        check_keys(data, RESOURCE_KEYS, optional={"pending", *RECIPE_FIELDS[1:]})
+        check_keys(data, RESOURCE_KEYS, optional={"pending", "tainted", *RECIPE_FIELDS[1:]})
         started = data["started_at"]
         if not isinstance(started, str):
             raise ValueError(f"started_at must be a string, not {started!r}")
@@ -140,6 +155,7 @@ class Resource:
             recipe=Recipe.from_dict(data),
             started_at=parse_time(started),
             pending=data.get("pending", False),
+            tainted=data.get("tainted"),
         )
 
 
@@ -298,7 +314,7 @@ class State:
             raise ValueError("it has no format version")
         if not isinstance(version, int) or isinstance(version, bool):
             raise ValueError(f"version must be a whole number, not {version!r}")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ValueError(f"unknown format version {version}")
         check_keys(data, STATE_KEYS, optional=set())
         table = data["resources"]
@@ -311,7 +327,6 @@ class State:
             except ValueError as e:
                 raise ValueError(f"resources[{address!r}]: {e}") from None
         return cls(
-            version=version,
             serial=data["serial"],
             lineage=data["lineage"],
             resources=Resources(resources),

@@ -209,10 +209,10 @@ def test_corrupt_message_points_at_the_backup(store: FileStateStore, path: Path)
 
 
 def test_newer_format_is_refused_with_upgrade_hint(store: FileStateStore, path: Path) -> None:
-    content = variant(version=2, something_new=[1, 2])
+    content = variant(version=3, something_new=[1, 2])
     path.parent.mkdir()
     path.write_bytes(content)
-    with pytest.raises(StateCorrupt, match=r"written by a newer kernelform \(format 2\); upgrade"):
+    with pytest.raises(StateCorrupt, match=r"written by a newer kernelform \(format 3\); upgrade"):
         store.read()
     with pytest.raises(StateCorrupt, match="newer kernelform"):
         store.write(new_state())

@@ -60,8 +60,10 @@ def test_to_dict_has_exactly_the_documented_keys_and_no_token() -> None:
         "spec",
         "cwd",
         "revision",
+        "setup",
         "started_at",
         "pending",
+        "tainted",
     ]
     names = {f.name for f in dataclasses.fields(State)} | {
         f.name for f in dataclasses.fields(Resource)
@@ -150,3 +152,28 @@ def test_pending_defaults_to_false_when_absent() -> None:
     data = new_state().with_resource(resource()).to_dict()
     del data["resources"]["etl"]["pending"]
     assert State.from_dict(data, source="test").resources["etl"].pending is False
+
+
+def test_a_format_1_state_is_read_and_written_back_as_format_2() -> None:
+    old = {
+        "version": 1,
+        "serial": 4,
+        "lineage": "0b8e2c1e-59a0-4c43-9d0a-5b8b8e1f1c11",
+        "resources": {
+            "etl": {
+                "address": "etl",
+                "server": "lab",
+                "kernel_id": "k1",
+                "spec": "python3",
+                "cwd": None,
+                "revision": "1",
+                "started_at": "2026-11-28T00:10:00Z",
+                "pending": False,
+            }
+        },
+    }
+    state = State.from_dict(old, source="old")
+    etl = state.resources["etl"]
+    assert (etl.recipe.setup, etl.tainted) == (None, None)
+    assert state.to_dict()["version"] == 2
+    assert state.to_dict()["resources"]["etl"]["tainted"] is None
