@@ -711,8 +711,10 @@ def import_(workspace: Workspace, printer: Printer, address: str, kernel_id: str
 @cli.command("force-unlock")
 @workspace_command()
 @click.argument("lock_id")
-@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
-def force_unlock(workspace: Workspace, printer: Printer, lock_id: str, force: bool) -> None:
+@click.option("--force", "without_asking", is_flag=True, help="Do not ask for confirmation.")
+def force_unlock(
+    workspace: Workspace, printer: Printer, lock_id: str, without_asking: bool
+) -> None:
     """Remove the state lock LOCK_ID left by a process that is gone.
 
     LOCK_ID is the id shown in the "locked" message. A lock held by a process
@@ -722,7 +724,7 @@ def force_unlock(workspace: Workspace, printer: Printer, lock_id: str, force: bo
     if holder is None:
         emit(f"The state at {workspace.store.location} is not locked; nothing to unlock.")
         return
-    if not force:
+    if not without_asking:
         emit(
             f"The lock {lock_id} on the state at {workspace.store.location} is {holder.describe()}."
         )

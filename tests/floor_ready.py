@@ -74,9 +74,10 @@ def start_and_ask(base: str, token: str) -> tuple[str, float]:
             if isinstance(frame, bytes):
                 continue  # a binary frame (a message with buffers): not the reply
             reply = json.loads(frame)
-            if reply.get("parent_header", {}).get("msg_id") == msg_id and reply.get(
-                "header", {}
-            ).get("msg_type") == "kernel_info_reply":
+            if (
+                reply.get("parent_header", {}).get("msg_id") == msg_id
+                and reply.get("header", {}).get("msg_type") == "kernel_info_reply"
+            ):
                 return kernel_id, time.perf_counter()
 
 
@@ -85,6 +86,9 @@ def main() -> None:
     parser.add_argument("url", help="the server's base URL, e.g. http://127.0.0.1:8888/")
     parser.add_argument("-n", type=int, default=16, help="kernels to start (default 16)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the kernels running (a caller cleans up)"
+    )
     args = parser.parse_args()
     token = os.environ.get("JUPYTER_TOKEN", "")
     base = args.url if args.url.endswith("/") else args.url + "/"
@@ -93,8 +97,11 @@ def main() -> None:
     with ThreadPoolExecutor(args.n) as pool:
         results = list(pool.map(lambda _: start_and_ask(base, token), range(args.n)))
     wall = max(done for _, done in results) - began
-    with ThreadPoolExecutor(args.n) as pool:
-        list(pool.map(lambda r: request(base + f"api/kernels/{r[0]}", token, "DELETE"), results))
+    if not args.keep:
+        with ThreadPoolExecutor(args.n) as pool:
+            list(
+                pool.map(lambda r: request(base + f"api/kernels/{r[0]}", token, "DELETE"), results)
+            )
 
     if args.json:
         print(json.dumps({"kernels": args.n, "wall_seconds": round(wall, 3)}))
