@@ -660,7 +660,9 @@ def test_the_token_travels_only_in_the_authorization_header(sweep: Sweep) -> Non
             sweep.raw(*args, *server, code=0)
         sweep.manifest(manifest_text("  etl: {spec: python3}\n", url=fake.url))
         sweep.kf("plan", "--json", code=0)
-        sweep.kf("apply", "--auto-approve", code=0)
+        # A fake HTTP server has no kernel websocket to wait on (test_channels checks that
+        # the token travels only in the websocket handshake's header too).
+        sweep.kf("apply", "--auto-approve", "--no-wait", code=0)
         sweep.kf("plan", "--out", "p.json", code=0)
         sweep.kf("destroy", "--auto-approve", code=0)
         requests_seen = list(fake.requests)
