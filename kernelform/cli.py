@@ -763,9 +763,11 @@ def never_asks(command: str, output: Output, *, auto_approve: bool, saved: bool)
     """A JSON or Markdown report is for machines: there is nobody to ask."""
     if output is Output.HUMAN or auto_approve or saved:
         return
+    from kernelform.errors import KernelformError
+
     flag = "--json" if output is Output.JSON else "--markdown"
     way = "--auto-approve, or a saved plan file" if command == "apply" else "--auto-approve"
-    raise click.UsageError(f"{command} {flag} never asks for confirmation; pass {way}")
+    raise KernelformError(f"{command} {flag} never asks for confirmation; pass {way}")
 
 
 @cli.command()
