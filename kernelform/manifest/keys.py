@@ -246,8 +246,10 @@ class ServerKeys(_Section):
         _described(
             {
                 "type": "string",
-                # http(s)://, or a variable; never a query or fragment (a pasted ?token=)
-                "pattern": r"^(?![^?#]*[?#])(\s*[hH][tT][tT][pP][sS]?://|.*\$\{)",
+                # http(s)://HOST, or a variable; no space, query, fragment (a pasted
+                # ?token=) or user:password@ (what _check_url refuses that a pattern sees)
+                "pattern": r"^(?!.*[\s?#])(?![hH][tT][tT][pP][sS]?://[^/]*@)"
+                r"([hH][tT][tT][pP][sS]?://[^/:]|.*\$\{)",
             }
         ),
         Field(
