@@ -292,6 +292,19 @@ class ServerKeys(_Section):
 class KernelKeys(_Section):
     """One entry of ``kernels:``: a kernel (or ``count`` replicas) that must run."""
 
+    # The checker refuses setup together with setup_file; the schema says it too.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["setup", "setup_file"],
+                "properties": {
+                    "setup": {"type": "string", "minLength": 1},
+                    "setup_file": {"type": "string", "minLength": 1},
+                },
+            }
+        }
+    )
+
     spec: Annotated[
         str,
         AfterValidator(_check_spec),

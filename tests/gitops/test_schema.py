@@ -213,3 +213,23 @@ def test_named_classes_are_rejected(name: str) -> None:
         pytest.fail(f"no corpus case {name}; have: {sorted(paths)}")
     data = data_of(paths[name])
     assert data is not None and not validator().is_valid(data), name
+
+
+SERVER = {"lab": {"url": "http://127.0.0.1:8888"}}
+
+
+@pytest.mark.parametrize(
+    ("kernel", "server", "valid"),
+    [
+        ({"spec": "python3", "setup": "import os", "setup_file": "s.py"}, {}, False),
+        ({"spec": "python3", "setup": "", "setup_file": "s.py"}, {}, True),
+        ({"spec": "python3"}, {"insecure": "yes", "ca_bundle": "ca.pem"}, False),
+        ({"spec": "python3"}, {"insecure": True, "ca_bundle": "${CA:-}"}, True),
+        ({"spec": "python3"}, {"insecure": "${INSECURE}", "ca_bundle": "ca.pem"}, True),
+        ({"spec": "${SPEC}", "count": "${N:-2}", "max_age": "${AGE}"}, {}, True),
+    ],
+)
+def test_rules_across_keys(kernel: dict[str, Any], server: dict[str, Any], valid: bool) -> None:
+    """Literal contradictions are refused; what a ${VAR} may become is left to the checker."""
+    data = {"servers": {"lab": {**SERVER["lab"], **server}}, "kernels": {"etl": kernel}}
+    assert validator().is_valid(data) is valid
