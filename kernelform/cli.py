@@ -22,6 +22,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from enum import Enum
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,7 +34,9 @@ from kernelform import __version__
 if TYPE_CHECKING:
     from kernelform.client import JupyterClient
     from kernelform.errors import KernelformError
+    from kernelform.executor import Report
     from kernelform.facts import LiveServer
+    from kernelform.github import Actions
     from kernelform.hooks import Hooks
     from kernelform.plan import Plan as KfPlan
     from kernelform.render import Line, Segment
@@ -63,8 +66,8 @@ class Exit(Exception):
         super().__init__(code)
 
 
-def emit(text: str = "", *, err: bool = False) -> None:
-    click.echo(text, err=err)
+def emit(text: str = "", *, err: bool = False, nl: bool = True) -> None:
+    click.echo(text, err=err, nl=nl)
 
 
 def emit_json(data: Any) -> None:
@@ -73,6 +76,67 @@ def emit_json(data: Any) -> None:
 
 def warn(text: str) -> None:
     click.echo(f"Warning: {text}", err=True)
+
+
+class Output(str, Enum):
+    """What a plan, apply or destroy prints on stdout."""
+
+    HUMAN = "human"
+    JSON = "json"
+    MARKDOWN = "markdown"
+
+
+def output_of(*, as_json: bool, as_markdown: bool) -> Output:
+    if as_json and as_markdown:
+        raise click.UsageError("--json and --markdown are exclusive; choose one")
+    return Output.JSON if as_json else Output.MARKDOWN if as_markdown else Output.HUMAN
+
+
+def machine_output_options(command: F) -> F:
+    """--json and --markdown for apply and destroy: the report, never a prompt."""
+    command = click.option(
+        "--markdown",
+        "as_markdown",
+        is_flag=True,
+        help="Print the report as Markdown (progress on stderr). Never asks: needs "
+        "--auto-approve or a saved plan.",
+    )(command)
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print the report as one JSON document (progress on stderr). Never asks: needs "
+        "--auto-approve or a saved plan.",
+    )(command)
+
+
+def github_actions() -> Actions | None:
+    """The GitHub Actions run this is, if any (``GITHUB_ACTIONS=true``)."""
+    from kernelform.github import Actions
+
+    return Actions.detect(os.environ)
+
+
+def publish(markdown: str, blocked: Sequence[Any]) -> None:
+    """In GitHub Actions: append *markdown* to the job summary and flag blocked changes.
+
+    A summary that cannot be written is a warning: the run itself went fine.
+    """
+    from kernelform.github import SummaryError, append_step_summary, blocked_warning
+
+    actions = github_actions()
+    if actions is None:
+        return
+    if actions.step_summary is None:
+        warn("GITHUB_STEP_SUMMARY is not set; no job summary written")
+    else:
+        try:
+            append_step_summary(actions.step_summary, markdown)
+        except SummaryError as e:
+            warn(str(e))
+    warning = blocked_warning(blocked)
+    if warning is not None:
+        emit(warning, err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -519,18 +583,42 @@ def warn_clear_text(workspace: Workspace) -> None:
 
 @cli.command()
 @workspace_command()
-def validate(workspace: Workspace, printer: Printer) -> None:
-    """Check the manifest without contacting any server."""
-    loaded = workspace.manifest
-    emit(
-        f"{loaded.path}: valid ({len(loaded.servers)} server(s), {len(loaded.kernels)} "
-        f"kernel(s), {len(loaded.desired())} address(es))."
-    )
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+def validate(workspace: Workspace, printer: Printer, files: tuple[Path, ...]) -> None:
+    """Check the manifest (or each of FILES) without contacting any server.
+
+    With FILES (as pre-commit passes them), each is checked as -f would, and
+    every problem of every file is reported.
+    """
+    from dataclasses import replace
+
+    from kernelform.errors import ManifestError, Problem
+
+    if files and workspace.settings.manifest_path != Path(DEFAULT_MANIFEST):
+        raise click.UsageError("give either -f/--file or FILES, not both")
+    problems: list[Problem] = []
+    for path in files or (workspace.settings.manifest_path,):
+        try:
+            if files:
+                with open_workspace(replace(workspace.settings, manifest_path=path)) as each:
+                    loaded = each.manifest
+            else:
+                loaded = workspace.manifest
+        except ManifestError as e:
+            problems.extend(e.problems)
+            continue
+        emit(
+            f"{loaded.path}: valid ({len(loaded.servers)} server(s), {len(loaded.kernels)} "
+            f"kernel(s), {len(loaded.desired())} address(es))."
+        )
+    if problems:
+        raise ManifestError(problems)
 
 
 @cli.command()
 @workspace_command(planning=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON document.")
+@click.option("--markdown", "as_markdown", is_flag=True, help="Print the plan as Markdown.")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -546,23 +634,30 @@ def plan(
     workspace: Workspace,
     printer: Printer,
     as_json: bool,
+    as_markdown: bool,
     out: Path | None,
     detailed_exitcode: bool,
 ) -> None:
     """Show what apply would change, and why."""
+    from kernelform.markdown import render_plan_markdown
     from kernelform.render import render_plan
 
+    output = output_of(as_json=as_json, as_markdown=as_markdown)
     warn_clear_text(workspace)
     with workspace.locked("plan"):
         computed, _, _ = workspace.plan()
     if out is not None:
         save_plan(computed, out)
-    if as_json:
+    markdown = render_plan_markdown(computed)
+    if output is Output.JSON:
         emit_json(computed.to_dict())
+    elif output is Output.MARKDOWN:
+        emit(markdown, nl=False)
     else:
         printer.lines(render_plan(computed))
         if out is not None:
             emit(f"\nSaved the plan to {out}; run 'kernelform apply {out}' to carry it out.")
+    publish(markdown, computed.blocked)
     if detailed_exitcode and computed.has_changes:
         raise Exit(EXIT_CHANGES)
 
@@ -610,26 +705,48 @@ def carry_out(
     live: dict[str, LiveServer],
     state: State,
     printer: Printer,
+    output: Output = Output.HUMAN,
 ) -> None:
-    """Apply *computed*, report as each action ends, and end with the right status."""
+    """Apply *computed*, report as each action ends, and end with the right status.
+
+    Progress lines go to stdout for people, to stderr when stdout carries a
+    JSON or Markdown report.
+    """
     from kernelform.executor import Report
-    from kernelform.render import outcome_line, render_report
+    from kernelform.render import outcome_line
 
     if not computed.runnable:
         if computed.updates:
             workspace.apply(computed, live=live, state=state, on_outcome=lambda o: None)
-        if computed.blocked:
-            printer.lines(render_report(Report(outcomes=(), blocked=computed.blocked)))
-            raise Exit(EXIT_BLOCKED)
-        emit("Nothing to do.")
+        conclude(Report(outcomes=(), blocked=computed.blocked), computed, printer, output)
         return
     report = workspace.apply(
         computed,
         live=live,
         state=state,
-        on_outcome=lambda outcome: printer.lines([outcome_line(outcome)]),
+        on_outcome=lambda outcome: printer.lines(
+            [outcome_line(outcome)], err=output is not Output.HUMAN
+        ),
     )
-    printer.lines(render_report(report, destroy=computed.destroy))
+    conclude(report, computed, printer, output)
+
+
+def conclude(report: Report, computed: KfPlan, printer: Printer, output: Output) -> None:
+    """Print *report* as asked, publish it to GitHub, and end with its status."""
+    from kernelform.documents import report_document
+    from kernelform.markdown import render_report_markdown
+    from kernelform.render import render_report
+
+    markdown = render_report_markdown(report, computed)
+    if output is Output.JSON:
+        emit_json(report_document(report, computed))
+    elif output is Output.MARKDOWN:
+        emit(markdown, nl=False)
+    elif not report.outcomes and not report.blocked:
+        emit("Nothing to do.")
+    else:
+        printer.lines(render_report(report, destroy=computed.destroy))
+    publish(markdown, report.blocked)
     if report.failed:
         failed = ", ".join(o.change.address for o in report.failed)
         emit(
@@ -642,32 +759,52 @@ def carry_out(
         raise Exit(EXIT_BLOCKED)
 
 
+def never_asks(command: str, output: Output, *, auto_approve: bool, saved: bool) -> None:
+    """A JSON or Markdown report is for machines: there is nobody to ask."""
+    if output is Output.HUMAN or auto_approve or saved:
+        return
+    from kernelform.errors import KernelformError
+
+    flag = "--json" if output is Output.JSON else "--markdown"
+    way = "--auto-approve, or a saved plan file" if command == "apply" else "--auto-approve"
+    raise KernelformError(f"{command} {flag} never asks for confirmation; pass {way}")
+
+
 @cli.command()
 @workspace_command(planning=True, waiting=True)
 @click.option("--auto-approve", is_flag=True, help="Apply without asking for 'yes'.")
+@machine_output_options
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 def apply(
-    workspace: Workspace, printer: Printer, auto_approve: bool, plan_file: Path | None
+    workspace: Workspace,
+    printer: Printer,
+    auto_approve: bool,
+    as_json: bool,
+    as_markdown: bool,
+    plan_file: Path | None,
 ) -> None:
     """Make the servers match the manifest (or carry out a saved PLAN_FILE)."""
     from kernelform.render import render_plan
 
+    output = output_of(as_json=as_json, as_markdown=as_markdown)
+    never_asks("apply", output, auto_approve=auto_approve, saved=plan_file is not None)
     if plan_file is not None:
         saved = load_plan(plan_file)
         with open_workspace(for_saved_plan(workspace.settings, saved)) as planned:
             warn_clear_text(planned)
             with planned.locked("apply"):
                 live, state = planned.check_saved(saved)
-                carry_out(planned, saved, live=live, state=state, printer=printer)
+                carry_out(planned, saved, live=live, state=state, printer=printer, output=output)
         return
     warn_clear_text(workspace)
     with workspace.locked("apply"):
         computed, live, state = workspace.plan(destroy=False)
-        printer.lines(render_plan(computed))
-        if computed.runnable:
+        if output is Output.HUMAN:
+            printer.lines(render_plan(computed))
+        if computed.runnable and output is Output.HUMAN:
             emit()
             confirm("Do you want to perform these actions?", auto_approve=auto_approve)
-        carry_out(workspace, computed, live=live, state=state, printer=printer)
+        carry_out(workspace, computed, live=live, state=state, printer=printer, output=output)
 
 
 def for_saved_plan(settings: Settings, saved: KfPlan) -> Settings:
@@ -683,18 +820,24 @@ def for_saved_plan(settings: Settings, saved: KfPlan) -> Settings:
 @cli.command()
 @workspace_command(planning=True)
 @click.option("--auto-approve", is_flag=True, help="Destroy without asking for 'yes'.")
-def destroy(workspace: Workspace, printer: Printer, auto_approve: bool) -> None:
+@machine_output_options
+def destroy(
+    workspace: Workspace, printer: Printer, auto_approve: bool, as_json: bool, as_markdown: bool
+) -> None:
     """Shut down every kernel kernelform manages, and empty the state."""
     from kernelform.render import render_plan
 
+    output = output_of(as_json=as_json, as_markdown=as_markdown)
+    never_asks("destroy", output, auto_approve=auto_approve, saved=False)
     warn_clear_text(workspace)
     with workspace.locked("destroy"):
         computed, live, state = workspace.plan(destroy=True)
-        printer.lines(render_plan(computed))
-        if computed.runnable:
+        if output is Output.HUMAN:
+            printer.lines(render_plan(computed))
+        if computed.runnable and output is Output.HUMAN:
             emit()
             confirm("Do you really want to shut down these kernels?", auto_approve=auto_approve)
-        carry_out(workspace, computed, live=live, state=state, printer=printer)
+        carry_out(workspace, computed, live=live, state=state, printer=printer, output=output)
 
 
 @cli.command("import")
@@ -736,6 +879,14 @@ def force_unlock(
         )
     removed = workspace.store.force_unlock(lock_id)
     emit(f"Removed the lock {lock_id} ({removed.describe()}).")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the manifest's JSON Schema (draft 2020-12), for editors and CI."""
+    from kernelform.schema import manifest_schema
+
+    emit_json(manifest_schema())
 
 
 @cli.group()
@@ -811,6 +962,19 @@ def settle_channels() -> None:
         channels.settle(SETTLE_SECONDS)
 
 
+def annotate(error: KernelformError, scrub: Callable[[str], str]) -> None:
+    """In GitHub Actions, each manifest problem also becomes an ``::error`` line
+    (on stderr: stdout may carry a JSON document), located in the workspace."""
+    from kernelform.errors import ManifestError
+    from kernelform.github import problem_commands
+
+    actions = github_actions()
+    if actions is None or not isinstance(error, ManifestError):
+        return
+    for command in problem_commands(error.problems, workspace=actions.workspace, cwd=Path.cwd()):
+        emit(scrub(command), err=True)
+
+
 def main(argv: list[str] | None = None, *, hooks: Hooks | None = None) -> None:
     """Run the CLI and decide the exit status; the only place that does.
 
@@ -840,6 +1004,7 @@ def main(argv: list[str] | None = None, *, hooks: Hooks | None = None) -> None:
     except KernelformError as e:
         for line in scrub(str(e)).splitlines() or [type(e).__name__]:
             emit(f"Error: {line}", err=True)
+        annotate(e, scrub)
         sys.exit(EXIT_ERROR)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)

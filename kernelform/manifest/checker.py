@@ -22,7 +22,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from kernelform.errors import Problem
 from kernelform.manifest.document import Stop
-from kernelform.manifest.keys import NAME, KernelKeys, Key, ServerKeys, key_of
+from kernelform.manifest.keys import NAME, SECTIONS, KernelKeys, Key, ServerKeys, key_of
 from kernelform.manifest.model import KernelDecl, ServerConfig
 from kernelform.manifest.variables import ExpandError, expand
 from kernelform.masking import Secret
@@ -30,7 +30,6 @@ from kernelform.wording import closest, quoted
 
 TAG = "tag:yaml.org,2002:"
 MAX_SETUP_BYTES = 256 * 1024
-SECTIONS = ("servers", "kernels")
 
 
 class Checker:

@@ -185,13 +185,26 @@ _FLAG_SCHEMA: dict[str, Any] = {
 }
 _DURATION_SCHEMA: dict[str, Any] = {
     "anyOf": [
-        {"type": "string", "pattern": r"^\s*(?=\d)(\d+d)?(\d+h)?(\d+m)?(\d+s)?\s*$"},
+        {
+            "type": "string",
+            # a digit first (not empty), and not zero (0s, 0h0m): parse_duration's rules
+            "pattern": r"^\s*(?=\d)(?!(0+[dhms])+\s*$)(\d+d)?(\d+h)?(\d+m)?(\d+s)?\s*$",
+        },
         _VARIABLE_SCHEMA,
         {"type": "null"},
     ],
     "examples": ["90s", "30m", "24h", "7d", "1h30m"],
 }
 _TEXT_SCHEMA: dict[str, Any] = {"type": ["string", "null"]}
+# _check_cwd's rules: relative (no leading / or \, no drive letter), no '..' segment.
+_CWD_SCHEMA: dict[str, Any] = {
+    "type": ["string", "null"],
+    "pattern": r"^(?![/\\]|[A-Za-z]:[/\\])(?!(.*[/\\])?\.\.([/\\]|$))",
+}
+# What a true flag looks like before expansion (for the rule on insecure and ca_bundle).
+_TRUE_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"const": True}, {"type": "string", "pattern": _words(TRUE_WORDS)}]
+}
 
 
 def _described(schema: dict[str, Any]) -> WithJsonSchema:
@@ -212,11 +225,33 @@ class _Section(BaseModel):
 class ServerKeys(_Section):
     """One entry of ``servers:``: a Jupyter server reached over its REST API."""
 
+    # The checker refuses insecure: true with a ca_bundle; the schema says it too
+    # (for literal values: a ${VAR} may expand to anything).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["insecure", "ca_bundle"],
+                "properties": {
+                    "insecure": _TRUE_SCHEMA,
+                    "ca_bundle": {"type": "string", "minLength": 1, "not": _VARIABLE_SCHEMA},
+                },
+            }
+        }
+    )
+
     url: Annotated[
         str,
         AfterValidator(_check_url),
         Key("a string"),
-        _described({"type": "string", "pattern": r"^(\s*[hH][tT][tT][pP][sS]?://|.*\$\{)"}),
+        _described(
+            {
+                "type": "string",
+                # http(s)://HOST, or a variable; no space, query, fragment (a pasted
+                # ?token=) or user:password@ (what _check_url refuses that a pattern sees)
+                "pattern": r"^(?!.*[\s?#])(?![hH][tT][tT][pP][sS]?://[^/]*@)"
+                r"([hH][tT][tT][pP][sS]?://[^/:]|.*\$\{)",
+            }
+        ),
         Field(
             description="http(s) URL of the Jupyter server, with its path prefix if any "
             "(/user/ana/). Required."
@@ -257,6 +292,19 @@ class ServerKeys(_Section):
 class KernelKeys(_Section):
     """One entry of ``kernels:``: a kernel (or ``count`` replicas) that must run."""
 
+    # The checker refuses setup together with setup_file; the schema says it too.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["setup", "setup_file"],
+                "properties": {
+                    "setup": {"type": "string", "minLength": 1},
+                    "setup_file": {"type": "string", "minLength": 1},
+                },
+            }
+        }
+    )
+
     spec: Annotated[
         str,
         AfterValidator(_check_spec),
@@ -273,8 +321,10 @@ class KernelKeys(_Section):
         Field(description="which server; required when more than one is declared."),
     ] = None
     cwd: Annotated[
-        Text,
+        str | None,
+        BeforeValidator(_empty_is_none),
         AfterValidator(_check_cwd),
+        _described(_CWD_SCHEMA),
         Key("a string", quote_hint=True),
         Field(
             description="working dir relative to the server root (no '..'). A change "
@@ -290,7 +340,7 @@ class KernelKeys(_Section):
             {
                 "anyOf": [
                     {"type": "integer", "minimum": 0, "maximum": MAX_COUNT},
-                    {"type": "string", "pattern": r"^\s*\+?[0-9]+\s*$"},
+                    {"type": "string", "pattern": rf"^\s*\+?0*([0-9]{{1,3}}|{MAX_COUNT})\s*$"},
                     _VARIABLE_SCHEMA,
                     {"type": "null"},
                 ]
@@ -380,3 +430,29 @@ class KernelKeys(_Section):
 
 
 NAME = re.compile(NAME_PATTERN)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A top-level key of the manifest: a mapping of names to entries of *model*."""
+
+    model: type[BaseModel]
+    required: bool
+    may_be_empty: bool
+    description: str
+
+
+SECTIONS: dict[str, Section] = {
+    "servers": Section(
+        ServerKeys,
+        required=True,
+        may_be_empty=False,
+        description="The Jupyter servers, by name; at least one.",
+    ),
+    "kernels": Section(
+        KernelKeys,
+        required=False,
+        may_be_empty=True,
+        description="The kernels that must run, by name (may be empty or left out).",
+    ),
+}

@@ -1,0 +1,235 @@
+"""The manifest's JSON Schema: generated from the checker's declarations, committed,
+accepting the examples, and rejecting the broken manifests it can see.
+
+The corpus of broken manifests (tests/manifests/broken) is split three ways,
+each case accounted for: refused before there is any data (YAML-level: aliases,
+tabs, duplicate keys, size, encoding: the schema never sees those), rejected
+by the schema, or accepted by it because only the checker can tell
+(``CHECKER_ONLY``, with the reason). A new corpus case lands in one of them or
+fails this test. Takes about 2 s.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from kernelform.manifest.document import MAX_BYTES, Stop, compose, decode, new_yaml
+from kernelform.manifest.keys import SECTIONS
+from kernelform.schema import manifest_schema
+from tests.kf import ROOT, run
+from tests.manifests import broken_cases
+
+COMMITTED = ROOT / "schema" / "kernelform.schema.json"
+REGENERATE = "regenerate it with: .venv/bin/kernelform schema > schema/kernelform.schema.json"
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+# Broken manifests the schema accepts, by the reason only the checker catches them.
+UNKNOWN_SERVER = "a kernel's server must be one declared under servers"
+WHICH_SERVER = "with several servers, a kernel must name one"
+UNDEFINED = "${VAR} without a default must be set; ${...} syntax is checked at expansion"
+EXPANDED = "what a ${VAR} expands to is only known when the manifest is read"
+URL_DETAIL = "url details past its scheme (host, port, user) need a URL parser"
+LIMITS = "numeric limits written in ways a pattern does not follow (100 years, octal)"
+YAML_TYPES = "YAML types the JSON data model has no name for"
+
+CHECKER_ONLY: dict[str, str] = {
+    "count-exponent": YAML_TYPES + " (1e3 and 2.0 are JSON integers)",
+    "count-float-whole": YAML_TYPES + " (1e3 and 2.0 are JSON integers)",
+    "kernel-name-null": YAML_TYPES + " (a null key)",
+    "servers-omap-tag": YAML_TYPES + " (!!omap is a mapping to JSON)",
+    "env-dash-default": UNDEFINED,
+    "env-digit-name": UNDEFINED,
+    "env-dollar-home": UNDEFINED,
+    "env-empty-name": UNDEFINED,
+    "env-lone-dollar": UNDEFINED,
+    "env-nested-default": UNDEFINED,
+    "env-question-form": UNDEFINED,
+    "env-second-reference": UNDEFINED,
+    "env-token-invalid-reference": UNDEFINED,
+    "env-trailing-dollar": UNDEFINED,
+    "env-undefined-after-escape": UNDEFINED,
+    "env-undefined-count": UNDEFINED,
+    "env-undefined-cwd": UNDEFINED,
+    "env-undefined-double-quoted": UNDEFINED,
+    "env-undefined-mid-url": UNDEFINED,
+    "env-undefined-revision": UNDEFINED,
+    "env-undefined-server": UNDEFINED,
+    "env-undefined-single-quoted": UNDEFINED,
+    "env-undefined-spec": UNDEFINED,
+    "env-undefined-token": UNDEFINED,
+    "env-undefined-url": UNDEFINED,
+    "env-unterminated": UNDEFINED,
+    "env-default-bad-bool": EXPANDED,
+    "env-default-bad-count": EXPANDED,
+    "env-default-bad-duration": EXPANDED,
+    "env-default-bad-url": EXPANDED,
+    "env-default-big-count": EXPANDED,
+    "env-default-empty-spec": EXPANDED,
+    "env-default-negative-count": EXPANDED,
+    "max-age-huge-digits": LIMITS,
+    "max-age-over-limit": LIMITS,
+    "server-omitted-two": WHICH_SERVER,
+    "server-unknown-far": UNKNOWN_SERVER,
+    "server-unknown-name": UNKNOWN_SERVER,
+    "url-bad-port": URL_DETAIL,
+    "url-ipv6-unclosed": URL_DETAIL,
+    "url-port-letters": URL_DETAIL,
+}
+
+
+def data_of(path: Path) -> Any:
+    """The manifest as JSON data, as an editor sees it; None if YAML-level refused."""
+    raw = path.read_bytes()
+    yaml = new_yaml()
+    try:
+        root = compose(yaml, decode(raw, len(raw) if len(raw) <= MAX_BYTES else None))
+    except Stop:
+        return None
+    if root is None:
+        return None
+    try:
+        return _plain(yaml.constructor.construct_document(root))
+    except Exception:  # duplicate keys and odd tags: ruamel refuses, so does an editor
+        return None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    return value
+
+
+def validator() -> Draft202012Validator:
+    return Draft202012Validator(manifest_schema())
+
+
+def test_schema_is_valid_2020_12() -> None:
+    schema = manifest_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(schema)
+
+
+def test_committed_copy_is_current() -> None:
+    committed = json.loads(COMMITTED.read_text(encoding="utf-8"))
+    assert committed == manifest_schema(), f"{COMMITTED} is out of date; {REGENERATE}"
+
+
+def test_cli_prints_it(tmp_path: Path) -> None:
+    result = run("schema", cwd=tmp_path)
+    assert result.code == 0 and result.json() == manifest_schema()
+    assert result.out == COMMITTED.read_text(encoding="utf-8"), REGENERATE
+
+
+def test_keys_come_from_the_declarations() -> None:
+    schema = manifest_schema()
+    assert set(schema["properties"]) == set(SECTIONS)
+    for section in SECTIONS.values():
+        entry = schema["$defs"][section.model.__name__]
+        assert set(entry["properties"]) == set(section.model.model_fields)
+        assert entry["additionalProperties"] is False
+        for name, field in section.model.model_fields.items():
+            assert entry["properties"][name]["description"] == field.description
+    assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_examples_are_valid_and_point_at_the_schema(example: Path) -> None:
+    first = example.read_text(encoding="utf-8").splitlines()[0]
+    assert first == "# yaml-language-server: $schema=../schema/kernelform.schema.json"
+    assert (example.parent / first.partition("$schema=")[2]).resolve() == COMMITTED
+    errors = list(validator().iter_errors(data_of(example)))
+    assert errors == [], [e.message for e in errors]
+
+
+CASES = broken_cases()
+
+
+def classify() -> tuple[list[str], list[str], list[str]]:
+    refused, rejected, accepted = [], [], []
+    check = validator()
+    for case in CASES:
+        data = data_of(case.path)
+        if data is None:
+            refused.append(case.name)
+        elif check.is_valid(data):
+            accepted.append(case.name)
+        else:
+            rejected.append(case.name)
+    return refused, rejected, accepted
+
+
+def test_broken_manifests_are_rejected_unless_only_the_checker_can_tell() -> None:
+    refused, rejected, accepted = classify()
+    assert sorted(accepted) == sorted(CHECKER_ONLY), (
+        "accepted by the schema but not listed in CHECKER_ONLY: "
+        f"{sorted(set(accepted) - set(CHECKER_ONLY))}; listed but rejected: "
+        f"{sorted(set(CHECKER_ONLY) - set(accepted))}"
+    )
+    assert len(rejected) >= 100, len(rejected)
+    print(f"\nschema: {len(rejected)} rejected, {len(accepted)} checker-only, {len(refused)} YAML")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "kernel-unknown-specs",  # unknown keys
+        "server-unknown-tokn",
+        "top-unknown-version",
+        "count-word",  # wrong types and values
+        "count-negative",
+        "count-1001",
+        "protect-empty-string",
+        "max-age-bare-int",  # bad durations
+        "max-age-weeks",
+        "busy-timeout-zero",
+        "max-age-zero-combined",
+        "server-name-space",  # bad names
+        "kernel-name-brackets",
+        "kernel-name-digit",
+        "cwd-absolute",  # what the key checks say, as patterns
+        "cwd-parent-middle",
+        "url-query-token",
+        "url-userinfo",
+        "url-no-host",
+        "insecure-with-ca-bundle",  # a rule across keys
+        "no-servers",  # the sections
+        "servers-empty-map",
+        "spec-missing",
+    ],
+)
+def test_named_classes_are_rejected(name: str) -> None:
+    paths = {case.name: case.path for case in CASES}
+    if name not in paths:
+        pytest.fail(f"no corpus case {name}; have: {sorted(paths)}")
+    data = data_of(paths[name])
+    assert data is not None and not validator().is_valid(data), name
+
+
+SERVER = {"lab": {"url": "http://127.0.0.1:8888"}}
+
+
+@pytest.mark.parametrize(
+    ("kernel", "server", "valid"),
+    [
+        ({"spec": "python3", "setup": "import os", "setup_file": "s.py"}, {}, False),
+        ({"spec": "python3", "setup": "", "setup_file": "s.py"}, {}, True),
+        ({"spec": "python3"}, {"insecure": "yes", "ca_bundle": "ca.pem"}, False),
+        ({"spec": "python3"}, {"insecure": True, "ca_bundle": "${CA:-}"}, True),
+        ({"spec": "python3"}, {"insecure": "${INSECURE}", "ca_bundle": "ca.pem"}, True),
+        ({"spec": "${SPEC}", "count": "${N:-2}", "max_age": "${AGE}"}, {}, True),
+    ],
+)
+def test_rules_across_keys(kernel: dict[str, Any], server: dict[str, Any], valid: bool) -> None:
+    """Literal contradictions are refused; what a ${VAR} may become is left to the checker."""
+    data = {"servers": {"lab": {**SERVER["lab"], **server}}, "kernels": {"etl": kernel}}
+    assert validator().is_valid(data) is valid
