@@ -398,6 +398,10 @@ PYTHON3_SPEC = {
     "metadata": {"debugger": False},
 }
 
+# A kernel that only sleeps: the server starts, lists, restarts and shuts it down
+# like any kernel, for a fraction of an ipykernel's cost (it never answers on ZMQ).
+LIGHT_SPEC = {"argv": ["sleep", "infinity"], "display_name": "Light", "language": "none"}
+
 BROKEN_SPEC = {
     "argv": [sys.executable, "-c", "import sys; sys.exit(1)", "-f", "{connection_file}"],
     "display_name": "Broken",

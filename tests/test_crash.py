@@ -52,7 +52,7 @@ from kernelform.planner import ADOPTION_SLACK, make_destroy_plan, make_plan, pla
 from kernelform.state import Resource, State, new_state
 from kernelform.workspace import Settings, Workspace
 from tests.kf import Result, run, server_env, state_of, write_manifest
-from tests.live_jupyter import JupyterServer, launch, write_kernelspec
+from tests.live_jupyter import LIGHT_SPEC, JupyterServer, launch, write_kernelspec
 
 POINTS = (
     "before-request",
@@ -66,7 +66,6 @@ NO_KERNEL_ID = {"KERNELFORM_ASSUME_NO_KERNEL_ID": "1"}
 KILLED = -9
 MAX_N = 60  # far above any step count here: a sweep that reaches it is broken
 
-LIGHT_SPEC = {"argv": ["sleep", "infinity"], "display_name": "Light", "language": "none"}
 SPECS = {"light"}
 
 MANIFEST_A = (
