@@ -6,8 +6,9 @@ latest jupyter_server (plain and under a ``base_url``), Notebook 7 and the
 Kernel Gateway: validate, plan, apply, a clean re-plan, a revision restart in
 place, a kernel in use blocked then forced, a kernel shut down behind
 kernelform's back started again, the raw ``kernels`` commands, an apply killed
-mid-run then rerun, and destroy. Every check looks at the server itself with
-plain REST calls (``tests.live_jupyter``), never through kernelform.
+mid-run then rerun, and destroy; then the six ``jupyter_kernel_*`` functions.
+Every check looks at the server itself with plain REST calls
+(``tests.live_jupyter``), never through kernelform.
 
 Where the generations differ (client-chosen kernel ids, the start's ``path``,
 sessions on the gateway), ``generations.py`` says what to expect.
@@ -21,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kernelform import jupyter_kernel as jk
 from tests.kf import Result, run, server_env, state_of, write_manifest
 from tests.live_jupyter import JupyterServer, wait_for
 from tests.matrix.generations import Generation
@@ -196,3 +198,32 @@ def test_scenario(any_jupyter: JupyterServer, generation: Generation, tmp_path: 
         server.wait_gone(kernel_id)
     assert bench.resources() == {}
     wait_for(lambda: server.kernel_ids() == set(), what="no kernel left on the server")
+
+
+def test_the_six_functions(any_jupyter: JupyterServer, generation: Generation) -> None:
+    """The functions kernelform grew from, whose claim is Notebook 6/7 and JupyterLab 3/4."""
+    server = any_jupyter
+    server.cleanup()
+    url, token = server.url, server.token
+    assert jk.jupyter_kernel_list(url, token) == []
+    kernel = jk.jupyter_kernel_start(url, token)  # python3, the default
+    kernel_id = kernel["id"]
+    assert kernel["name"] == "python3" and server.kernel_ids() == {kernel_id}
+    pid = server.run_code(kernel_id, "import os\nos.getpid()")
+    assert jk.jupyter_kernel_interrupt(url, token, kernel_id) is None
+    assert server.run_code(kernel_id, "6 * 7") == 42
+    restarted = jk.jupyter_kernel_restart(url, token, kernel_id)
+    assert restarted["id"] == kernel_id
+    assert server.run_code(kernel_id, "import os\nos.getpid()") != pid
+    listed = jk.jupyter_kernel_list(url, token)
+    assert [(k["id"], k["name"]) for k in listed] == [(kernel_id, "python3")], listed
+    if generation.session_attaches:
+        session = server.create_session(kernel_id, "nb/six.ipynb")
+    else:  # the gateway starts the session's own kernel
+        session = server.create_session(path="nb/six.ipynb", kernel_name="light")
+    sessions = jk.jupyter_kernel_sessions(url, token)
+    assert [(s["id"], s["notebook"], s["kernel_id"]) for s in sessions] == [
+        (session["id"], "nb/six.ipynb", session["kernel"]["id"])
+    ], sessions
+    assert jk.jupyter_kernel_shutdown(url, token, kernel_id) is None
+    server.wait_gone(kernel_id)
