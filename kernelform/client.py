@@ -2,7 +2,9 @@
 
 It is the only module that speaks HTTP. It reuses one ``requests.Session``
 (and so its connection pool) for every call, retries reads through urllib3's
-``Retry`` (GET only: a write is never repeated blindly), sends the token only in
+``Retry`` (GET only: a write is never repeated blindly; a GET answered 500 is
+repeated once, as the Kernel Gateway fails one read after a kernel with a
+session is shut down), sends the token only in
 the ``Authorization`` header, and turns every failure into an error from
 ``kernelform.errors`` that names the server and says what to do. The API's traps
 (see the REST notes: 500 for an unknown spec, HTML 404 pages, ``_xsrf`` answers
@@ -55,6 +57,7 @@ KERNEL_ID_START_VERSION = (2, 21)
 # GET api on the classic notebook (4.x to 6.x) answers the notebook's own version,
 # and it ignores kernel_id: only jupyter_server 2.21+ (and a 3.x) count as taking it.
 KERNEL_ID_END_VERSION = (4, 0)
+GATEWAY_LIST_OPTION = "--JupyterWebsocketPersonality.list_kernels=True"
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -325,25 +328,36 @@ class JupyterClient:
         timeout: tuple[float, float],
         path: str,
     ) -> requests.Response:
-        """One request; a GET whose answer broke off mid-body is repeated too.
+        """One request; a GET whose answer broke off mid-body, or was a 500, is repeated too.
 
         urllib3's ``Retry`` repeats a GET whose connection fails before the answer's
         headers arrive, but not one whose body is cut short (the body is read after
         urllib3 returns): that one is repeated here, with the same count and backoff.
+        A GET answered 500 is repeated once (when retries are on): the Kernel Gateway
+        answers ``GET api/sessions`` with 500 once after a kernel that had a session
+        is shut down (it drops the stale session while failing), then 200.
         """
         attempts = 1 + (self._retries if method == "GET" else 0)
         attempt = 1
+        repeat_500 = method == "GET" and self._retries > 0
         while True:
             try:
-                return self._session.request(method, url, json=json, timeout=timeout)
+                response = self._session.request(method, url, json=json, timeout=timeout)
             except requests.exceptions.ChunkedEncodingError as e:
                 if attempt >= attempts:
                     self._raise_transport(e, method=method, path=path, timeout=timeout)
                 log.debug("%s %s: the answer broke off (%s); retrying", method, url, e)
                 time.sleep(self._backoff * 2 ** (attempt - 1))
                 attempt += 1
+                continue
             except requests.RequestException as e:
                 self._raise_transport(e, method=method, path=path, timeout=timeout)
+            if response.status_code != 500 or not repeat_500:
+                return response
+            log.debug("%s %s: HTTP 500; retrying once", method, url)
+            repeat_500 = False
+            response.close()
+            time.sleep(self._backoff)
 
     def _raise_transport(
         self,
@@ -388,6 +402,16 @@ class JupyterClient:
     ) -> NoReturn:
         status = response.status_code
         message = self._message(response)
+        if status == 403 and _token_accepted(response):
+            if method == "GET" and path in ("api/kernels", "api/sessions"):
+                refusal = (
+                    f"the server refused to list {path.removeprefix('api/')} (HTTP 403) though "
+                    "it took the token; a Kernel Gateway lists them only when started with "
+                    f"{GATEWAY_LIST_OPTION} (or KG_LIST_KERNELS=True)"
+                )
+            else:
+                refusal = f"{method} {path} refused (HTTP 403): {message}"
+            raise ServerError(refusal, server=self.server, status=status)
         if status in (401, 403):
             raise AuthError(f"not authenticated (HTTP {status})", server=self.server)
         if status == 404 and kernel_id is not None:
@@ -462,6 +486,22 @@ def _normalise(url: str) -> str:
 
 def _kernel_path(kernel_id: str) -> str:
     return "api/kernels/" + quote(kernel_id, safe="")
+
+
+def _token_accepted(response: requests.Response) -> bool:
+    """A 403 that the Kernel Gateway gives to a valid token.
+
+    Its refusals carry ``"reason": "Forbidden"``: ``GET api/kernels`` and
+    ``GET api/sessions`` unless listing is allowed, ``POST api/kernels`` past
+    ``max_kernels`` ("Resource Limit"); a wrong token gets 401 there.
+    jupyter_server's 403 for a bad token carries ``"reason": null``. (``GET api``
+    cannot tell a gateway apart: it reports the jupyter_server version.)
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("reason") == "Forbidden"
 
 
 def _content_type(response: requests.Response) -> str:

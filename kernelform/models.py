@@ -3,6 +3,8 @@
 The REST API differs a little between servers and versions (older ones omit
 ``connections`` or ``last_activity``; newer ones add fields), so every model
 tolerates unknown fields and gives missing optional ones a neutral default.
+The Kernel Gateway's sessions keep the old shape (``notebook: {path}`` and no
+``path``, ``name`` or ``type``); ``Session`` reads both.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Model(BaseModel):
@@ -46,6 +48,25 @@ class Session(_Model):
     name: str = ""
     type: str = ""
     kernel: Kernel | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_notebook_path(cls, data: Any) -> Any:
+        """Take ``path`` (and ``name``) from ``notebook: {path, name}`` when absent.
+
+        The Kernel Gateway answers ``{id, notebook: {path}, kernel}`` (the
+        notebook 4 shape); jupyter_server sends ``path`` and keeps ``notebook``
+        only as a deprecated copy.
+        """
+        if not isinstance(data, dict) or data.get("path"):
+            return data
+        notebook = data.get("notebook")
+        if not isinstance(notebook, dict) or not isinstance(notebook.get("path"), str):
+            return data
+        filled = {**data, "path": notebook["path"]}
+        if not data.get("name") and isinstance(notebook.get("name"), str):
+            filled["name"] = notebook["name"]
+        return filled
 
     @property
     def kernel_id(self) -> str | None:

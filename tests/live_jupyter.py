@@ -3,8 +3,10 @@
 ``launch(workdir)`` starts ``python -m jupyter_server`` from the running
 interpreter on a free loopback port, with a random token, a temporary root
 directory and temporary Jupyter runtime/config/data directories (so that the
-user's own Jupyter configuration and kernelspecs are never read). Two
-kernelspecs are installed into the temporary data directory:
+user's own Jupyter configuration and kernelspecs are never read). With
+``app=`` it starts another kind of server the same way (the classic notebook,
+Notebook 7, the Kernel Gateway, from another interpreter: see ``ServerApp``).
+Two kernelspecs are installed into the temporary data directory:
 
 * ``python3``: this interpreter's ipykernel (``sys.executable -m ipykernel_launcher``);
 * ``broken``: a kernel whose process exits at once. The server still answers the
@@ -72,6 +74,31 @@ class Stoppable(Protocol):
 
 
 _RUNNING: set[Stoppable] = set()
+
+
+@dataclass(frozen=True)
+class ServerApp:
+    """How to start one kind of Jupyter server: ``PYTHON -m MODULE`` and its options.
+
+    The defaults are ``jupyter_server`` from this interpreter. Servers of other
+    generations differ in their configurable class (``NotebookApp`` for the
+    classic notebook 6, ``KernelGatewayApp``), in the option naming the root
+    directory (none on the gateway, which runs kernels in its working dir), in
+    where they read the token from, and in which URL answers once they are up.
+    """
+
+    python: str = sys.executable
+    module: str = "jupyter_server"
+    config_class: str = "ServerApp"
+    root_option: str | None = "root_dir"
+    token_env: str = "JUPYTER_TOKEN"
+    ready_path: str = "api/status"
+    no_browser: bool = True
+    allow_root: bool = True
+    extra_args: tuple[str, ...] = ()
+
+
+JUPYTER_SERVER = ServerApp()
 
 
 class ServerStartError(RuntimeError):
@@ -396,6 +423,10 @@ PYTHON3_SPEC = {
     "metadata": {"debugger": False},
 }
 
+# A kernel that only sleeps: the server starts, lists, restarts and shuts it down
+# like any kernel, for a fraction of an ipykernel's cost (it never answers on ZMQ).
+LIGHT_SPEC = {"argv": ["sleep", "infinity"], "display_name": "Light", "language": "none"}
+
 BROKEN_SPEC = {
     "argv": [sys.executable, "-c", "import sys; sys.exit(1)", "-f", "{connection_file}"],
     "display_name": "Broken",
@@ -418,8 +449,9 @@ def launch(
     extra_args: Sequence[str] = (),
     timeout: float = START_TIMEOUT,
     attempts: int = 3,
+    app: ServerApp = JUPYTER_SERVER,
 ) -> JupyterServer:
-    """Start a jupyter server under *workdir* and wait until it answers.
+    """Start a jupyter server (of kind *app*) under *workdir* and wait until it answers.
 
     A port taken between choosing it and the server binding it makes the start
     fail fast (``port_retries=0``); it is retried on a new port up to *attempts* times.
@@ -427,21 +459,37 @@ def launch(
     _install_sigterm_handler()
     for attempt in range(1, attempts + 1):
         server = _spawn(
-            workdir, base_url=base_url, token=token, extra_args=extra_args, attempt=attempt
+            workdir,
+            base_url=base_url,
+            token=token,
+            extra_args=extra_args,
+            attempt=attempt,
+            app=app,
         )
         try:
-            _wait_until_up(server, timeout)
+            _wait_until_up(server, timeout, ready_path=app.ready_path)
         except ServerStartError:
             server.stop()
-            if attempt < attempts and "is not available" in server.log_tail(200):
+            if attempt < attempts and _port_taken(server.log_tail(200)):
                 continue
             raise
         return server
     raise AssertionError("unreachable")
 
 
+def _port_taken(log: str) -> bool:
+    # jupyter_server and notebook 6 say "is not available"; the gateway "already in use".
+    return "is not available" in log or "is already in use" in log
+
+
 def _spawn(
-    workdir: Path, *, base_url: str, token: str | None, extra_args: Sequence[str], attempt: int
+    workdir: Path,
+    *,
+    base_url: str,
+    token: str | None,
+    extra_args: Sequence[str],
+    attempt: int,
+    app: ServerApp = JUPYTER_SERVER,
 ) -> JupyterServer:
     workdir = workdir.resolve()
     root = workdir / "root"
@@ -470,26 +518,28 @@ def _spawn(
         JUPYTER_DATA_DIR=str(data_dir),
         IPYTHONDIR=str(ipython_dir),
         # The token goes through the environment, not argv, so `ps` does not show it.
-        JUPYTER_TOKEN=token,
+        **{app.token_env: token},
         # Search the temporary data dir before the venv's share/jupyter, so that the
         # python3 spec written there (this interpreter, by absolute path) wins.
         JUPYTER_PREFER_ENV_PATH="0",
         PYTHONUNBUFFERED="1",
     )
+    option = f"--{app.config_class}."
     argv = [
-        sys.executable,
+        app.python,
         "-m",
-        "jupyter_server",
-        "--no-browser",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--ServerApp.root_dir={root}",
-        f"--ServerApp.base_url={base_url}",
+        app.module,
+        *(["--no-browser"] if app.no_browser else []),
+        f"{option}ip=127.0.0.1",
+        f"{option}port={port}",
+        f"{option}port_retries=0",
+        *([f"{option}{app.root_option}={root}"] if app.root_option else []),
+        f"{option}base_url={base_url}",
         *SERVER_ARGS,
+        *app.extra_args,
         *extra_args,
     ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
+    if app.allow_root and hasattr(os, "geteuid") and os.geteuid() == 0:
         argv.append("--allow-root")
 
     log_path = workdir / f"server-{attempt}.log"
@@ -518,7 +568,9 @@ def _spawn(
     return server
 
 
-def _wait_until_up(server: JupyterServer, timeout: float) -> None:
+def _wait_until_up(
+    server: JupyterServer, timeout: float, *, ready_path: str = "api/status"
+) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer yet"
     while time.monotonic() < deadline:
@@ -528,7 +580,7 @@ def _wait_until_up(server: JupyterServer, timeout: float) -> None:
                 f"before answering; its log:\n{server.log_tail(200)}"
             )
         try:
-            response = server.api("GET", "api/status", timeout=2)
+            response = server.api("GET", ready_path, timeout=2)
         except requests.RequestException as e:
             last = type(e).__name__
         else:
@@ -537,7 +589,7 @@ def _wait_until_up(server: JupyterServer, timeout: float) -> None:
             last = f"HTTP {response.status_code}"
         time.sleep(0.1)
     raise ServerStartError(
-        f"jupyter server did not answer GET {server.url}api/status within {timeout:g}s "
+        f"jupyter server did not answer GET {server.url}{ready_path} within {timeout:g}s "
         f"(last: {last}); its log:\n{server.log_tail(200)}"
     )
 

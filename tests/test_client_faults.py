@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 import pytest
 
 from kernelform.client import JupyterClient
-from kernelform.errors import BadResponse, ConnectError, ServerError
+from kernelform.errors import AuthError, BadResponse, ConnectError, ServerError
+from kernelform.facts import LiveServer
 from tests.fakehttp import FakeHTTPServer, Recorded, Reply, ResetServer, json_reply
 
 TOKEN = "s3cr3t-" + "ab" * 16
@@ -213,3 +214,94 @@ def test_server_version_parsing(answer: dict[str, str], expected: Any) -> None:
         takes_ids = expected is not None and (2, 21) <= expected[:2] < (4, 0)
         assert client.accepts_kernel_id() is takes_ids
     assert fake.requests[0].path == "/api"
+
+
+# -- the Kernel Gateway's answers ----------------------------------------------------
+
+GATEWAY_SESSION = {
+    "id": "9d1f0000-0000-4000-8000-000000000001",
+    "notebook": {"path": "nb/q3.ipynb"},
+    "kernel": KERNEL,
+}
+
+
+def test_get_answered_500_is_retried_once() -> None:
+    """The gateway fails one ``GET api/sessions`` after a kernel with a session is shut down."""
+    with served(_fails_then(500, 1, json_reply(200, [GATEWAY_SESSION]))) as (fake, client):
+        (session,) = client.list_sessions()
+    assert session.kernel_id == KERNEL_ID
+    assert [(r.method, r.path) for r in fake.requests] == [("GET", "/api/sessions")] * 2
+
+
+def test_get_answered_500_twice_is_one_clear_line() -> None:
+    with served(_fails_then(500, 1000, json_reply(200, []))) as (fake, client):
+        err = _raised(ServerError, client.list_kernels)
+    assert err.status == 500
+    assert len(fake.requests) == 2
+    text = _check(err, fake.url)
+    assert "GET api/kernels failed with HTTP 500: temporarily unavailable (2)" in text
+    assert "\n" not in text
+
+
+def test_retries_zero_does_not_repeat_a_500() -> None:
+    with served(_fails_then(500, 1000, json_reply(200, [])), retries=0) as (fake, client):
+        _raised(ServerError, client.list_kernels)
+    assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        pytest.param(lambda c: c.restart_kernel(KERNEL_ID), id="restart"),
+        pytest.param(lambda c: c.interrupt_kernel(KERNEL_ID), id="interrupt"),
+        pytest.param(lambda c: c.shutdown_kernel(KERNEL_ID), id="shutdown"),
+        pytest.param(lambda c: c.start_kernel("python3"), id="start"),
+    ],
+)
+def test_writes_answered_500_are_not_repeated(operation: Callable[[JupyterClient], Any]) -> None:
+    def respond(request: Recorded, number: int) -> Reply:
+        if request.method == "GET" and request.path == "/api/kernelspecs":
+            return json_reply(200, {"default": "python3", "kernelspecs": {"python3": {}}})
+        if request.method == "GET":
+            return json_reply(200, KERNEL)
+        return json_reply(500, {"message": "Unhandled error"})
+
+    with served(respond) as (fake, client):
+        _raised(ServerError, operation, client)
+    assert len([r for r in fake.requests if r.method != "GET"]) == 1
+
+
+def test_gateway_sessions_give_their_notebook_paths() -> None:
+    """``{id, notebook: {path}, kernel}``: no ``path``, ``name`` or ``type`` of its own."""
+    with served(lambda r, n: json_reply(200, [GATEWAY_SESSION])) as (_, client):
+        (session,) = client.list_sessions()
+    assert (session.path, session.kernel_id) == ("nb/q3.ipynb", KERNEL_ID)
+    assert session.to_dict()["notebook"] == "nb/q3.ipynb"
+    assert LiveServer(name="gw", sessions=(session,)).sessions_of(KERNEL_ID) == ("nb/q3.ipynb",)
+
+
+def test_a_session_path_is_preferred_to_its_deprecated_notebook_copy() -> None:
+    both = {**GATEWAY_SESSION, "path": "nb/new.ipynb", "name": "new.ipynb", "type": "notebook"}
+    with served(lambda r, n: json_reply(200, [both])) as (_, client):
+        (session,) = client.list_sessions()
+    assert (session.path, session.name) == ("nb/new.ipynb", "new.ipynb")
+
+
+@pytest.mark.parametrize("path", ["api/kernels", "api/sessions"])
+def test_gateway_refusing_to_list_is_not_a_token_problem(path: str) -> None:
+    refusal = {"reason": "Forbidden", "message": "Forbidden"}
+    with served(lambda r, n: json_reply(403, refusal)) as (fake, client):
+        call = client.list_kernels if path == "api/kernels" else client.list_sessions
+        err = _raised(ServerError, call)
+    assert err.status == 403 and not isinstance(err, AuthError)
+    text = _check(err, fake.url)
+    assert f"refused to list {path.removeprefix('api/')}" in text
+    assert "--JupyterWebsocketPersonality.list_kernels=True" in text
+    assert "KG_LIST_KERNELS=True" in text and "token (" not in text
+
+
+def test_jupyter_server_403_is_still_a_token_problem() -> None:
+    denial = {"message": "Forbidden", "reason": None}
+    with served(lambda r, n: json_reply(403, denial)) as (fake, client):
+        err = _raised(AuthError, client.list_kernels)
+    assert "check the token" in _check(err, fake.url)

@@ -54,7 +54,7 @@ from kernelform.state import FileStateStore, Resource, State, new_state
 from kernelform.state.memory import MemoryStateStore
 from kernelform.workspace import Settings, Workspace
 from tests.kf import Result, run, server_env, state_of, write_manifest
-from tests.live_jupyter import JupyterServer, launch, write_kernelspec
+from tests.live_jupyter import LIGHT_SPEC, JupyterServer, launch, write_kernelspec
 
 POINTS = (
     "before-request",
@@ -68,7 +68,6 @@ NO_KERNEL_ID = {"KERNELFORM_ASSUME_NO_KERNEL_ID": "1"}
 KILLED = -9
 MAX_N = 60  # far above any step count here: a sweep that reaches it is broken
 
-LIGHT_SPEC = {"argv": ["sleep", "infinity"], "display_name": "Light", "language": "none"}
 SPECS = {"light"}
 
 MANIFEST_A = (

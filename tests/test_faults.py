@@ -268,7 +268,9 @@ def test_fault_on_every_start(
 
 
 @pytest.mark.parametrize(
-    "kind", [Kind.HTTP_503, Kind.RESET_HEADERS, Kind.RESET_BODY], ids=lambda k: k.value
+    "kind",
+    [Kind.HTTP_503, Kind.HTTP_500, Kind.RESET_HEADERS, Kind.RESET_BODY],
+    ids=lambda k: k.value,
 )
 def test_a_read_that_fails_once_is_retried(
     workdir: Path, jupyter: JupyterServer, proxy: FaultProxy, kind: Kind
@@ -283,14 +285,15 @@ def test_a_read_that_fails_once_is_retried(
     covered(Case(kind.value, kind, ""), "plan: one-shot read, retried")
 
 
-def test_a_read_that_fails_with_500_is_not_retried(
+def test_a_read_that_fails_with_500_twice_is_not_retried_again(
     workdir: Path, jupyter: JupyterServer, proxy: FaultProxy
 ) -> None:
+    """A 500 is repeated once only (the Kernel Gateway's one-off 500), unlike a 503."""
     write_manifest(workdir, jupyter, KERNELS)
-    proxy.add(Kind.HTTP_500, "GET", r"/api/kernels", times=1)
+    proxy.add(Kind.HTTP_500, "GET", r"/api/kernels", times=2)
     plan = kf(workdir, jupyter, proxy, "plan")
     assert_error_lines(plan, proxy, "GET api/kernels failed with HTTP 500")
-    assert proxy.count("GET", r"/api/kernels") == 1
+    assert proxy.count("GET", r"/api/kernels") == 2
 
 
 def test_a_start_that_gets_503_once_fails_and_is_not_repeated(
