@@ -142,6 +142,7 @@ KERNEL_GATEWAY = Generation(
     api_status=False,
 )
 
+
 @dataclass
 class Timing:
     """Seconds spent on one generation: venv build (0 when cached), start, use."""

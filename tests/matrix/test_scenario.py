@@ -14,7 +14,10 @@ Where the generations differ (client-chosen kernel ids, the start's ``path``,
 sessions on the gateway), ``generations.py`` says what to expect.
 
 ``etl`` is a real ipykernel (its restart must give a new process, its working
-directory is read from inside it); the pool is the cheap ``light`` spec.
+directory is read from inside it, and apply waits until it answers over the
+server's websocket and has run its setup code: that proves readiness on every
+generation, with whichever framing it speaks); the pool is the cheap ``light``
+spec, which never answers, so the applies that start it pass ``--no-wait``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ class Bench:
     def kf(self, *args: str, env: dict[str, str] | None = None) -> Result:
         return run(*args, cwd=self.workdir, env={**server_env(self.server), **(env or {})})
 
+    def apply(self, *args: str, wait: bool, env: dict[str, str] | None = None) -> Result:
+        """``apply --auto-approve ARGS``; *wait* False when light kernels are started."""
+        return self.kf("apply", "--auto-approve", *args, *([] if wait else ["--no-wait"]), env=env)
+
     def raw(self, *args: str) -> Result:
         """``kernelform kernels ARGS`` on the server (URL and token from the environment)."""
         env = {"JUPYTER_URL": self.server.url, "JUPYTER_TOKEN": self.server.token}
@@ -50,7 +57,7 @@ class Bench:
 
     def manifest(self, *, revision: int, pool: int) -> None:
         kernels = (
-            f"  etl: {{spec: python3, cwd: work, revision: {revision}}}\n"
+            f"  etl: {{spec: python3, cwd: work, revision: {revision}, setup: 'KF_WARM = 6 * 7'}}\n"
             f"  pool: {{spec: light, count: {pool}}}\n"
         )
         write_manifest(self.workdir, self.server, kernels)
@@ -115,7 +122,7 @@ def test_scenario(any_jupyter: JupyterServer, generation: Generation, tmp_path: 
     assert plan.code == 2, plan
     assert "Plan: 3 to start, 0 to restart, 0 to replace, 0 to shut down" in plan.out, plan
     assert server.kernel_ids() == set()
-    applied = bench.kf("apply", "--auto-approve")
+    applied = bench.apply(wait=False)
     assert applied.code == 0, applied
     assert "Apply complete! 3 started; 0 failed; 0 blocked." in applied.out, applied
     ids = bench.assert_converged(declared)
@@ -129,15 +136,18 @@ def test_scenario(any_jupyter: JupyterServer, generation: Generation, tmp_path: 
     bench.manifest(revision=2, pool=2)
     plan = bench.kf("plan")
     assert "etl will be restarted: revision 1 → 2" in plan.out, plan
-    applied = bench.kf("apply", "--auto-approve")
+    applied = bench.apply(wait=True)  # waits until etl answers, then runs its setup
     assert applied.code == 0, applied
+    assert f"restarted kernel {etl}, ready in" in applied.out, applied
+    assert server.kernel(etl)["execution_state"] == "idle"  # type: ignore[index]
+    assert server.run_code(etl, "KF_WARM") == 42
     assert bench.assert_converged(declared) == ids
     assert server.run_code(etl, "import os\nos.getpid()") != pid
 
     # a session on etl blocks its restart; --force restarts it (same id)
     etl = bench.open_session("etl", "nb/q3.ipynb")
     bench.manifest(revision=3, pool=2)
-    blocked = bench.kf("apply", "--auto-approve")
+    blocked = bench.apply(wait=True)
     assert blocked.code == 3, blocked
     assert "in use by nb/q3.ipynb" in blocked.out, blocked
     assert bench.resources()["etl"]["revision"] == "2"
@@ -156,7 +166,7 @@ def test_scenario(any_jupyter: JupyterServer, generation: Generation, tmp_path: 
     assert bench.raw("shutdown", started["id"]).json() is None
     server.wait_gone(started["id"])
 
-    forced = bench.kf("apply", "--auto-approve", "--force")
+    forced = bench.apply("--force", wait=True)
     assert forced.code == 0, forced
     assert bench.ids()["etl"] == etl and bench.resources()["etl"]["revision"] == "3"
     assert etl in server.kernel_ids()
@@ -166,7 +176,7 @@ def test_scenario(any_jupyter: JupyterServer, generation: Generation, tmp_path: 
     server.wait_gone(etl)
     plan = bench.kf("plan")
     assert plan.code == 0 and "etl will be started: vanished from the server" in plan.out, plan
-    applied = bench.kf("apply", "--auto-approve")
+    applied = bench.apply(wait=True)
     assert applied.code == 0, applied
     ids = bench.assert_converged(declared)
     assert ids["etl"] != etl
@@ -174,7 +184,7 @@ def test_scenario(any_jupyter: JupyterServer, generation: Generation, tmp_path: 
     # an apply killed right after a start answered, before its id was recorded
     bench.manifest(revision=3, pool=4)
     crash = {"KERNELFORM_CRASH_AT": "after-start:1"}
-    killed = bench.kf("apply", "--auto-approve", "--parallelism", "1", env=crash)
+    killed = bench.apply("--parallelism", "1", wait=False, env=crash)
     assert killed.code == KILLED, killed
     pending = {a: r for a, r in bench.resources().items() if r["pending"]}
     assert len(pending) == 1, pending
@@ -186,7 +196,7 @@ def test_scenario(any_jupyter: JupyterServer, generation: Generation, tmp_path: 
     else:  # the server picked the id: a placeholder, and one kernel nobody recorded
         assert record["kernel_id"].startswith("unknown:"), record
         (orphan,) = unrecorded
-    rerun = bench.kf("apply", "--auto-approve")
+    rerun = bench.apply(wait=False)
     assert rerun.code == 0, rerun
     final = bench.assert_converged(declared | {"pool[2]", "pool[3]"})
     assert final[address] == orphan, (final, orphan)  # adopted: no twin, none lost
