@@ -9,6 +9,12 @@ the ``Authorization`` header, and turns every failure into an error from
 ``kernelform.errors`` that names the server and says what to do. The API's traps
 (see the REST notes: 500 for an unknown spec, HTML 404 pages, ``_xsrf`` answers
 to a bad token) are translated here, so that nothing above knows about them.
+
+Every GET carries ``no_track_activity=1``: jupyter_server (and through it
+JupyterHub's idle culler) counts any other authenticated API request as user
+activity, and kernelform reading a server (a plan, a ``watch`` every minute)
+must not keep an idle server awake. Servers that predate the argument ignore
+it: it is just a query argument.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ KERNEL_ID_START_VERSION = (2, 21)
 KERNEL_ID_END_VERSION = (4, 0)
 GATEWAY_LIST_OPTION = "--JupyterWebsocketPersonality.list_kernels=True"
 M = TypeVar("M", bound=BaseModel)
+NO_TRACK_ACTIVITY = {"no_track_activity": "1"}
 
 
 class JupyterClient:
@@ -342,7 +349,10 @@ class JupyterClient:
         repeat_500 = method == "GET" and self._retries > 0
         while True:
             try:
-                response = self._session.request(method, url, json=json, timeout=timeout)
+                params = NO_TRACK_ACTIVITY if method == "GET" else None
+                response = self._session.request(
+                    method, url, json=json, timeout=timeout, params=params
+                )
             except requests.exceptions.ChunkedEncodingError as e:
                 if attempt >= attempts:
                     self._raise_transport(e, method=method, path=path, timeout=timeout)

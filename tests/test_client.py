@@ -494,7 +494,7 @@ def test_token_goes_only_in_the_authorization_header() -> None:
     ]
     for request in fake.requests:
         assert request.headers.get("Authorization") == f"token {token}"
-        assert request.query == ""
+        assert request.query == ("no_track_activity=1" if request.method == "GET" else "")
         assert token not in request.target
         assert token not in request.body.decode()
         others = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
@@ -509,4 +509,4 @@ def test_no_token_sends_no_authorization_header() -> None:
     assert len(fake.requests) == 2
     for request in fake.requests:
         assert "Authorization" not in request.headers
-        assert request.query == ""
+        assert request.query == ("no_track_activity=1" if request.method == "GET" else "")

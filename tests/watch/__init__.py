@@ -1,0 +1,1 @@
+"""Tests of ``kernelform watch``, the controller, against real Jupyter servers."""
