@@ -13,6 +13,10 @@ and nothing more:
   REST, so that a kernel that dies at birth (the server drops it: 404, or
   ``dead``) ends the wait at once instead of at the timeout; it cuts the
   websocket, whose handshake the server holds open until the kernel answers.
+  A wait can be cancelled from another thread (``cancel``, an event: a
+  controller stopping): it then ends within ``CANCEL_POLL`` seconds with a
+  ``KernelNotReady`` saying so, exactly as a timeout would (a handshake in
+  progress is left to linger, never cut: see ``_Link``).
 * ``probe`` sends ``kernel_info_request`` on ``control``, which ipykernel
   serves on its own thread: a kernel busy in a long cell answers, a frozen one
   does not.
@@ -73,10 +77,13 @@ POLL_INTERVAL = 0.5  # seconds between two REST looks at a kernel during a wait
 RETRY_INTERVAL = 1.0  # seconds before asking kernel_info again while none came back
 LINGER = 90.0  # seconds a handshake may take: past the server's kernel_info_timeout (60)
 LINGER_POLL = 2.0  # seconds between REST looks at a kernel whose handshake lingers
+CANCEL_POLL = 0.2  # seconds between two looks at a cancel request during a wait
 TRACEBACK_LINES = 12  # lines of a failed setup's traceback kept on the error
 
 DEAD_HINT = "check its kernelspec and the server's log"
 TIMEOUT_HINT = "raise the timeout, or check the kernel and the server's log"
+CANCELLED = "the wait was cut short (kernelform was stopping)"
+CANCELLED_HINT = "it stays recorded, as tainted: the next apply restarts it"
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _PARTS = ("header", "parent_header", "metadata", "content")
@@ -133,6 +140,7 @@ def wait_ready(
     timeout: float,
     setup: str | None = None,
     framing: Framing = Framing.V1,
+    cancel: threading.Event | None = None,
 ) -> Readiness:
     """Block until the kernel answers ``kernel_info``; then run *setup* in it, if given.
 
@@ -141,11 +149,11 @@ def wait_ready(
     *setup* runs silently (no output, no history, no stdin); a setup still
     running at the timeout is left running. *framing* is what to offer: V1
     offers the binary subprotocol (used only if the server selects it), JSON
-    offers nothing.
+    offers nothing. Setting *cancel* ends the wait early, as a timeout would.
 
     Raises ``KernelNotReady`` when the kernel dies, vanishes or stays silent
-    until *timeout*; ``SetupFailed`` (a ``KernelNotReady``) when *setup* raises;
-    ``AuthError``/``ConnectError`` when the server itself cannot be used.
+    until *timeout* (or *cancel* is set); ``SetupFailed`` (a ``KernelNotReady``)
+    when *setup* raises; ``AuthError``/``ConnectError`` when the server itself cannot be used.
     """
     started = time.monotonic()
     deadline = started + timeout
@@ -154,13 +162,15 @@ def wait_ready(
     watch.start()
     try:
         with wait.failures():
-            link = _Link.open(client, kernel_id, deadline=deadline, framing=framing, watch=watch)
+            link = _Link.open(
+                client, kernel_id, deadline=deadline, framing=framing, watch=watch, cancel=cancel
+            )
             with link:
-                info, asked = _kernel_info(link, deadline=deadline)
+                info, asked = _kernel_info(link, deadline=deadline, cancel=cancel)
                 setup_seconds = None
                 if setup is not None:
                     began = time.monotonic()
-                    _run_setup(link, setup, deadline=deadline, wait=wait)
+                    _run_setup(link, setup, deadline=deadline, wait=wait, cancel=cancel)
                     setup_seconds = time.monotonic() - began
                 seconds = time.monotonic() - started
     finally:
@@ -222,6 +232,29 @@ def probe(
 
 
 # -- one wait's bookkeeping --------------------------------------------------------
+
+
+class _Cancelled(Exception):
+    """The caller asked the wait to end (its ``cancel`` event is set)."""
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise _Cancelled
+
+
+def _soon(until: float, cancel: threading.Event | None) -> float:
+    """*until*, or sooner when a cancel request must be looked at before it."""
+    return until if cancel is None else min(until, time.monotonic() + CANCEL_POLL)
+
+
+def _wait_event(event: threading.Event, deadline: float, cancel: threading.Event | None) -> bool:
+    """Wait for *event* until *deadline*, or until *cancel* is set; whether it is set."""
+    while True:
+        if event.wait(max(_soon(deadline, cancel) - time.monotonic(), 0)):
+            return True
+        if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
+            return event.is_set()
 
 
 class _Closed(Exception):
@@ -311,6 +344,8 @@ class _Wait:
             if self.watch.death is not None:
                 raise self.error(self.watch.death, DEAD_HINT) from None
             raise self.error(f"the connection failed: {e.detail}", DEAD_HINT) from None
+        except _Cancelled:
+            raise self.error(CANCELLED, CANCELLED_HINT) from None
         except TimeoutError:
             if self.phase == "setup":
                 what = f"its setup code was still running after {self.timeout:g}s"
@@ -341,18 +376,21 @@ class _Wait:
         )
 
 
-def _kernel_info(link: _Link, *, deadline: float) -> tuple[dict[str, Any], int]:
+def _kernel_info(
+    link: _Link, *, deadline: float, cancel: threading.Event | None = None
+) -> tuple[dict[str, Any], int]:
     """Ask kernel_info until one request has both its reply and its idle status."""
     replies: dict[str, dict[str, Any]] = {}
     idle: set[str] = set()
     asked: list[str] = []
     next_ask = 0.0
     while True:
+        _check(cancel)
         now = time.monotonic()
         if now >= next_ask:
             asked.append(link.send("kernel_info_request", {}, channel="shell"))
             next_ask = now + RETRY_INTERVAL
-        message = link.receive(min(deadline, next_ask))
+        message = link.receive(_soon(min(deadline, next_ask), cancel))
         if message is None:
             if time.monotonic() >= deadline:
                 raise TimeoutError
@@ -369,7 +407,9 @@ def _kernel_info(link: _Link, *, deadline: float) -> tuple[dict[str, Any], int]:
             return replies[done[0]], asked.index(done[0]) + 1
 
 
-def _run_setup(link: _Link, code: str, *, deadline: float, wait: _Wait) -> None:
+def _run_setup(
+    link: _Link, code: str, *, deadline: float, wait: _Wait, cancel: threading.Event | None = None
+) -> None:
     """Run *code*; return when its reply and idle status came, raise if it failed."""
     wait.phase = "setup"
     content = {
@@ -385,9 +425,12 @@ def _run_setup(link: _Link, code: str, *, deadline: float, wait: _Wait) -> None:
     published: dict[str, Any] | None = None  # an iopub "error" message, if any
     done_idle = False
     while reply is None or not done_idle:
-        message = link.receive(deadline)
+        _check(cancel)
+        message = link.receive(_soon(deadline, cancel))
         if message is None:
-            raise TimeoutError
+            if time.monotonic() >= deadline:
+                raise TimeoutError
+            continue
         if _parent_id(message) != msg_id:
             continue
         if message.get("msg_type") == "execute_reply":
@@ -471,8 +514,12 @@ class _Link:
         deadline: float,
         framing: Framing,
         watch: _Watch | None = None,
+        cancel: threading.Event | None = None,
     ) -> _Link:
-        """Connect, or raise ``TimeoutError`` at *deadline* (the handshake then lingers)."""
+        """Connect, or raise ``TimeoutError`` at *deadline* (the handshake then lingers).
+
+        When *cancel* is set first, ``_Cancelled`` instead (the handshake lingers too).
+        """
         link = cls(client, kernel_id, framing=framing)
         try:
             context = client.ssl_context()
@@ -490,7 +537,7 @@ class _Link:
         thread.start()
         if watch is not None:
             watch.attach(link)
-        if not link._opened.wait(max(deadline - time.monotonic(), 0)):
+        if not _wait_event(link._opened, deadline, cancel):
             with link._lock:
                 if link._ws is None and link._error is None:
                     link._abandoned = True
@@ -501,6 +548,7 @@ class _Link:
             if link._abandoned:
                 if link._linger_watch is not None:
                     link._linger_watch.start()
+                _check(cancel)
                 raise TimeoutError
         if link._error is not None:
             link._raise_open_failure(link._error)

@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import ssl
+import threading
 import time
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -259,11 +260,21 @@ class JupyterClient:
 
     # -- talking to a kernel (over its websocket: see kernelform.channels) ----------
 
-    def wait_ready(self, kernel_id: str, *, timeout: float, setup: str | None = None) -> Readiness:
-        """Block until the kernel answers ``kernel_info``, then run *setup* in it."""
+    def wait_ready(
+        self,
+        kernel_id: str,
+        *,
+        timeout: float,
+        setup: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Readiness:
+        """Block until the kernel answers ``kernel_info``, then run *setup* in it.
+
+        Setting *cancel* (from another thread) ends the wait as a timeout would.
+        """
         from kernelform.channels import wait_ready
 
-        return wait_ready(self, kernel_id, timeout=timeout, setup=setup)
+        return wait_ready(self, kernel_id, timeout=timeout, setup=setup, cancel=cancel)
 
     def probe(self, kernel_id: str, *, timeout: float) -> ProbeResult:
         """Whether the kernel answers on its control channel (busy kernels do)."""

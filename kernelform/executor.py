@@ -22,6 +22,13 @@ stays silent is recorded as *tainted* (never forgotten, never unrecorded) and
 its action fails; the next plan restarts or starts it again. A replace shuts
 the old kernel down only once the new one is ready.
 
+A run can be asked to stop (``stop``, an event set from another thread, e.g.
+by a signal handler): no new action starts (those left are reported as
+skipped), the actions in flight finish and are recorded, and a wait for a
+kernel to answer ends within a fraction of a second; that kernel stays
+recorded, tainted, so the next plan restarts it (its readiness, and its setup,
+were never confirmed). Nothing a stop cuts short is left unrecorded.
+
 One failing action does not stop the others. A state that cannot be written
 does: no new action starts, the running ones still record what they do (each
 failed write saves a recovery file holding everything so far), and once they
@@ -111,10 +118,15 @@ class _Waiting:
 
 @dataclass(frozen=True)
 class Report:
-    """Everything one apply did, failed to do, or left blocked."""
+    """Everything one apply did, failed to do, or left blocked.
+
+    ``skipped`` are runnable changes never started because the run was asked
+    to stop (or a state write failed) first.
+    """
 
     outcomes: tuple[Outcome, ...]
     blocked: tuple[Change, ...]
+    skipped: tuple[Change, ...] = ()
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
@@ -217,16 +229,24 @@ def execute(
     hooks: Hooks = NO_HOOKS,
     waits: Mapping[str, WaitFor] | None = None,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
+    stop: threading.Event | None = None,
 ) -> tuple[Report, State]:
     """Carry out *plan*'s runnable changes; return the report and the final state.
 
     *waits* maps an address to how to wait for its kernel once started or
-    restarted; an address without one is not waited for.
+    restarted; an address without one is not waited for. Once *stop* is set,
+    no new action starts and waits end (see the module's docstring).
     """
     recorder = _Recorder(store, state, hooks)
     recorder.update(lambda s: _apply_updates(plan, s), touched=_update_addresses(plan))
     runner = _Runner(
-        clients=clients, live=live, recorder=recorder, clock=clock, hooks=hooks, waits=waits or {}
+        clients=clients,
+        live=live,
+        recorder=recorder,
+        clock=clock,
+        hooks=hooks,
+        waits=waits or {},
+        stop=stop,
     )
     outcomes: list[Outcome] = []
     pending = list(plan.runnable)
@@ -238,6 +258,8 @@ def execute(
         waiting: set[Future[Outcome | _Waiting]] = set()
         while pending or acting or waiting:
             while pending and len(acting) < parallelism and recorder.write_error is None:
+                if stop is not None and stop.is_set():
+                    break
                 acting.add(pool.submit(runner.run, pending.pop(0)))
             if not acting and not waiting:
                 break
@@ -255,7 +277,8 @@ def execute(
     if error is not None:
         raise error
     store.settle(recorder.state)
-    return Report(outcomes=tuple(outcomes), blocked=plan.blocked), recorder.state
+    report = Report(outcomes=tuple(outcomes), blocked=plan.blocked, skipped=tuple(pending))
+    return report, recorder.state
 
 
 def _update_addresses(plan: Plan) -> list[str]:
@@ -290,6 +313,7 @@ class _Runner:
         clock: Clock,
         hooks: Hooks,
         waits: Mapping[str, WaitFor],
+        stop: threading.Event | None = None,
     ) -> None:
         self._clients = clients
         self._live = live
@@ -297,6 +321,7 @@ class _Runner:
         self._clock = clock
         self._hooks = hooks
         self._waits = waits
+        self._stop = stop
 
     def run(self, change: Change) -> Outcome | _Waiting:
         """Do *change* on its server; what remains is waiting for its kernel, if anything."""
@@ -324,7 +349,7 @@ class _Runner:
         change, kernel_id, wait_for = waiting.change, waiting.kernel_id, waiting.wait
         try:
             readiness = self._clients[change.server].wait_ready(
-                kernel_id, timeout=wait_for.timeout, setup=wait_for.setup
+                kernel_id, timeout=wait_for.timeout, setup=wait_for.setup, cancel=self._stop
             )
         except KernelNotReady as e:
             error: KernelformError = e

@@ -2,13 +2,15 @@
 
 The command line (or a library user) builds a ``Runtime`` and hands it down:
 the hooks to call, the redactor that owns the run's secrets, how long to wait
-for servers, whether servers may be trusted with client-chosen kernel ids, and
-the clock. Nothing below reads the environment or a module global for these,
-so that two runs in one process (a controller, a test) never share them.
+for servers, whether servers may be trusted with client-chosen kernel ids, the
+clock, and the event that asks the run to stop. Nothing below reads the
+environment or a module global for these, so that two runs in one process (a
+controller, a test) never share them.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -49,3 +51,6 @@ class Runtime:
     timeouts: Timeouts = field(default_factory=Timeouts)
     kernel_ids: KernelIds = KernelIds.ASK_SERVER
     clock: Callable[[], datetime] = utc_now
+    # Set (from any thread) to ask the run to stop soon: no new action starts,
+    # and waits for kernels end; see kernelform.executor.
+    stop: threading.Event = field(default_factory=threading.Event)

@@ -7,6 +7,7 @@ double are all just a ``KernelServer``. ``JupyterClient`` is the HTTP one.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Protocol
 
 from kernelform.models import Kernel, KernelSpecs, Session
@@ -45,8 +46,16 @@ class KernelServer(Protocol):
 
     def shutdown_kernel(self, kernel_id: str) -> None: ...
 
-    def wait_ready(self, kernel_id: str, *, timeout: float, setup: str | None = None) -> Readiness:
-        """Block until the kernel answers (then run *setup*); ``KernelNotReady`` if not."""
+    def wait_ready(
+        self,
+        kernel_id: str,
+        *,
+        timeout: float,
+        setup: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Readiness:
+        """Block until the kernel answers (then run *setup*); ``KernelNotReady`` if not,
+        or when *cancel* is set first."""
         ...
 
     def probe(self, kernel_id: str, *, timeout: float) -> ProbeResult:

@@ -214,6 +214,7 @@ class Workspace:
             hooks=self.runtime.hooks,
             waits=self.waits(),
             on_outcome=on_outcome,
+            stop=self.runtime.stop,
         )
         return report
 
