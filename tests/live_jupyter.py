@@ -450,11 +450,14 @@ def launch(
     timeout: float = START_TIMEOUT,
     attempts: int = 3,
     app: ServerApp = JUPYTER_SERVER,
+    port: int | None = None,
 ) -> JupyterServer:
     """Start a jupyter server (of kind *app*) under *workdir* and wait until it answers.
 
     A port taken between choosing it and the server binding it makes the start
     fail fast (``port_retries=0``); it is retried on a new port up to *attempts* times.
+    With *port* (and the same *workdir* and *token*), a server stopped before is
+    started again where its clients expect it; that port is not exchanged.
     """
     _install_sigterm_handler()
     for attempt in range(1, attempts + 1):
@@ -465,12 +468,13 @@ def launch(
             extra_args=extra_args,
             attempt=attempt,
             app=app,
+            port=port,
         )
         try:
             _wait_until_up(server, timeout, ready_path=app.ready_path)
         except ServerStartError:
             server.stop()
-            if attempt < attempts and _port_taken(server.log_tail(200)):
+            if port is None and attempt < attempts and _port_taken(server.log_tail(200)):
                 continue
             raise
         return server
@@ -490,6 +494,7 @@ def _spawn(
     extra_args: Sequence[str],
     attempt: int,
     app: ServerApp = JUPYTER_SERVER,
+    port: int | None = None,
 ) -> JupyterServer:
     workdir = workdir.resolve()
     root = workdir / "root"
@@ -505,7 +510,7 @@ def _spawn(
     write_kernelspec(data_dir, "mute", MUTE_SPEC)
 
     token = token if token is not None else secrets.token_hex(24)
-    port = free_port()
+    port = port or free_port()
     if not base_url.startswith("/"):
         base_url = "/" + base_url
     if not base_url.endswith("/"):

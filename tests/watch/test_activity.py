@@ -17,7 +17,8 @@ def last_activity(server: JupyterServer) -> str:
     return str(server.api_json("GET", "api/status")["last_activity"])
 
 
-def test_reads_leave_the_servers_activity_alone(jupyter: JupyterServer) -> None:
+def test_reads_leave_the_servers_activity_alone(lab: JupyterServer) -> None:
+    jupyter = lab
     with JupyterClient(jupyter.url, jupyter.token, backoff=0) as client:
         before = last_activity(jupyter)
         client.list_kernels()

@@ -24,8 +24,7 @@ from kernelform.manifest.loader import parse_manifest
 from kernelform.planner import make_plan
 from kernelform.state.model import new_state
 from tests.fakeserver import FakeJupyter, MemoryStore
-from tests.live_jupyter import JupyterServer, wait_for, write_kernelspec
-from tests.test_channels import SLOW_SPEC
+from tests.live_jupyter import JupyterServer, wait_for
 
 NOW = datetime(2026, 11, 30, tzinfo=timezone.utc)
 
@@ -74,15 +73,15 @@ def test_a_stop_lets_the_action_in_flight_finish_and_starts_no_other() -> None:
 
 
 @pytest.fixture
-def slow(jupyter: JupyterServer) -> Iterator[str]:
+def slow(lab: JupyterServer) -> Iterator[str]:
     """A kernel that answers only after a few seconds."""
-    write_kernelspec(jupyter.data_dir, "slow", SLOW_SPEC)
-    yield str(jupyter.start_kernel("slow")["id"])
+    yield str(lab.start_kernel("slow")["id"])
 
 
 def test_a_cancel_ends_a_wait_within_a_moment_and_leaves_the_count_right(
-    jupyter: JupyterServer, slow: str
+    lab: JupyterServer, slow: str
 ) -> None:
+    jupyter = lab
     cancel = threading.Event()
     with JupyterClient(jupyter.url, jupyter.token, backoff=0) as client:
         threading.Timer(0.5, cancel.set).start()
