@@ -972,7 +972,8 @@ def parse_interval(ctx: click.Context, param: click.Parameter, value: str) -> fl
     callback=parse_interval,
     show_default=True,
     metavar="DURATION",
-    help="Pause between two cycles (e.g. 30s, 5m); doubled after each failed cycle, up to 4.",
+    help="Pause between two cycles (e.g. 30s, 5m); doubled after each failed cycle, up to "
+    "4 intervals.",
 )
 @click.option(
     "--parallelism",
