@@ -861,13 +861,16 @@ def force_unlock(
     """Remove the state lock LOCK_ID left by a process that is gone.
 
     LOCK_ID is the id shown in the "locked" message. A lock held by a process
-    that is still alive on this host is never removed.
+    that is still alive on this host is never removed. With PostgreSQL, the lock
+    of a process on another host is removed by ending its database session (so
+    it can write nothing more); a holder record left by a lock already free is
+    cleared.
     """
     holder = workspace.store.lock_info()
-    if holder is None:
+    if holder is None and workspace.store.left_behind() is None:
         emit(f"The state at {workspace.store.location} is not locked; nothing to unlock.")
         return
-    if not without_asking:
+    if holder is not None and not without_asking:
         emit(
             f"The lock {lock_id} on the state at {workspace.store.location} is {holder.describe()}."
         )
@@ -877,8 +880,8 @@ def force_unlock(
             auto_approve=False,
             flag="--force",
         )
-    removed = workspace.store.force_unlock(lock_id)
-    emit(f"Removed the lock {lock_id} ({removed.describe()}).")
+    unlocked = workspace.store.force_unlock(lock_id)
+    emit(f"Removed the lock {lock_id}: {unlocked.done}.")
 
 
 @cli.command()

@@ -92,8 +92,9 @@ class MemoryStateStore(StateStore):
     def lock_info(self) -> LockInfo | None:
         return self._cell.holder
 
-    def _break_lock(self, holder: LockInfo) -> None:
+    def _break_lock(self, holder: LockInfo) -> str:
         with self._cell.guard:
             if self._cell.holder is not holder:
                 raise StateError("the lock changed while it was being removed; try again")
             self._cell.holder = None
+        return f"removed the lock ({holder.describe()})"
