@@ -19,6 +19,7 @@ import pytest
 from kernelform.errors import StaleState, StateCorrupt, StateError, StateLocked
 from kernelform.state import FileStateStore, State, StateStore, new_state
 from kernelform.state.memory import MemoryStateStore
+from kernelform.state.postgres import PostgresStateStore
 from tests.state.helpers import resource
 
 Factory = Callable[[], StateStore]
@@ -34,15 +35,31 @@ def memory_backend(tmp_path: Path) -> Factory:
     return first.another
 
 
-BACKENDS: dict[str, Callable[[Path], Factory]] = {
-    "memory": memory_backend,
-    "file": file_backend,
+def postgres_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Factory]:
+    """A fresh schema in the session's cluster; every store made is closed after."""
+    url: str = request.getfixturevalue("pg_url")
+    made: list[PostgresStateStore] = []
+
+    def make() -> StateStore:
+        store = PostgresStateStore(url, recovery_dir=tmp_path / "recovery")
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Iterator[Factory]]] = {
+    "memory": lambda tmp_path, request: iter([memory_backend(tmp_path)]),
+    "file": lambda tmp_path, request: iter([file_backend(tmp_path)]),
+    "postgres": postgres_backend,
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
-    yield BACKENDS[request.param](tmp_path)
+    yield from BACKENDS[request.param](tmp_path, request)
 
 
 def recovery_files(store: StateStore) -> list[Path]:
