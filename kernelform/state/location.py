@@ -22,9 +22,10 @@ import os
 import re
 from contextlib import suppress
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from kernelform.errors import StateError
+from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.state.file import FileStateStore
 from kernelform.state.store import StateStore
 
@@ -36,6 +37,8 @@ STATE_ENV = "KERNELFORM_STATE"
 WORKSPACE_ENV = "KERNELFORM_WORKSPACE"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 INSTALL_HINT = "pip install 'kernelform[postgres]'"
+# libpq parameters whose values are secrets: never shown.
+SECRET_PARAMS = frozenset({"password", "sslpassword"})
 
 _WORKSPACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -124,8 +127,9 @@ class Backend(abc.ABC):
 class FileBackend(Backend):
     """State files: *path* for ``default``, ``workspaces/NAME/`` beside it for the others."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, hooks: Hooks = NO_HOOKS) -> None:
         self.path = path
+        self.hooks = hooks
         self.description = f"{path.parent}"
 
     def path_for(self, workspace: str) -> Path:
@@ -134,7 +138,7 @@ class FileBackend(Backend):
         return self.path.parent / WORKSPACES_DIR / workspace / self.path.name
 
     def store(self, workspace: str) -> StateStore:
-        return FileStateStore(self.path_for(check_workspace(workspace)))
+        return FileStateStore(self.path_for(check_workspace(workspace)), hooks=self.hooks)
 
     def stored_workspaces(self) -> list[str]:
         found = [DEFAULT_WORKSPACE] if self.path.exists() else []
@@ -163,18 +167,24 @@ class FileBackend(Backend):
 class PostgresBackend(Backend):
     """Every workspace in the tables of one schema of one database."""
 
-    def __init__(self, url: str, *, recovery_dir: Path, schema: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        recovery_dir: Path,
+        schema: str | None = None,
+        hooks: Hooks = NO_HOOKS,
+    ) -> None:
         from kernelform.state.postgres import parse_url
 
         self.url = url
         self.schema = schema
         self.recovery_dir = recovery_dir
+        self.hooks = hooks
         self.description = parse_url(url, schema=schema).display
 
     @property
     def secrets(self) -> list[str]:
-        from kernelform.state.postgres import url_secrets
-
         return url_secrets(self.url)
 
     def store(self, workspace: str) -> StateStore:
@@ -185,6 +195,7 @@ class PostgresBackend(Backend):
             workspace=check_workspace(workspace),
             recovery_dir=self.recovery_dir,
             schema=self.schema,
+            hooks=self.hooks,
         )
 
     def stored_workspaces(self) -> list[str]:
@@ -204,21 +215,31 @@ class PostgresBackend(Backend):
         store.drop_workspace()
 
 
-def open_backend(location: str | os.PathLike[str] | None, *, manifest_dir: Path) -> Backend:
-    """The backend at *location*: a path, a PostgreSQL URL, or None for the default file."""
+def open_backend(
+    location: str | os.PathLike[str] | None,
+    *,
+    manifest_dir: Path,
+    hooks: Hooks = NO_HOOKS,
+) -> Backend:
+    """The backend at *location*: a path, a PostgreSQL URL, or None for the default file.
+
+    A relative path is taken as given (relative to the working directory); the
+    default file and PostgreSQL's recovery files go in ``.kernelform/`` in
+    *manifest_dir*.
+    """
     if location is None or str(location) == "":
-        return FileBackend(default_state_path(manifest_dir))
+        return FileBackend(default_state_path(manifest_dir), hooks=hooks)
     text = os.fspath(location)
     if is_postgres(text):
         require_driver(text)
-        return PostgresBackend(text, recovery_dir=manifest_dir / STATE_DIR)
+        return PostgresBackend(text, recovery_dir=manifest_dir / STATE_DIR, hooks=hooks)
     scheme = _SCHEME.match(text)
     if scheme is not None:
         raise StateError(
-            f"{_mask(text)}: unknown kind of state location {scheme.group(1)}://; use a file"
+            f"{mask_url(text)}: unknown kind of state location {scheme.group(1)}://; use a file"
             " path or a postgresql:// URL"
         )
-    return FileBackend(Path(text))
+    return FileBackend(Path(text), hooks=hooks)
 
 
 def open_store(
@@ -226,9 +247,11 @@ def open_store(
     *,
     workspace: str = DEFAULT_WORKSPACE,
     manifest_dir: Path,
+    hooks: Hooks = NO_HOOKS,
 ) -> StateStore:
     """The store of *workspace* at *location* (see ``open_backend``)."""
-    return open_backend(location, manifest_dir=manifest_dir).store(check_workspace(workspace))
+    backend = open_backend(location, manifest_dir=manifest_dir, hooks=hooks)
+    return backend.store(check_workspace(workspace))
 
 
 def require_driver(location: str) -> None:
@@ -237,19 +260,45 @@ def require_driver(location: str) -> None:
         import psycopg  # noqa: F401
     except ImportError:
         raise StateError(
-            f"the state at {_mask(location)} is in PostgreSQL, and the PostgreSQL driver is"
+            f"the state at {mask_url(location)} is in PostgreSQL, and the PostgreSQL driver is"
             f" not installed: run {INSTALL_HINT}"
         ) from None
 
 
-def _mask(location: str) -> str:
-    """*location* without its password, even without psycopg to parse it."""
+def mask_url(url: str) -> str:
+    """*url* with its password and secret query values replaced by ``***``."""
+    try:
+        split = urlsplit(url)
+        auth, at, hostport = split.netloc.rpartition("@")
+        netloc = split.netloc
+        if at and ":" in auth:
+            netloc = f"{auth.partition(':')[0]}:***@{hostport}"
+        query = [
+            (k, "***" if k in SECRET_PARAMS else v)
+            for k, v in parse_qsl(split.query, keep_blank_values=True)
+        ]
+        return urlunsplit(split._replace(netloc=netloc, query=urlencode(query, safe="*")))
+    except ValueError:
+        return "the state URL"
+
+
+def url_secrets(location: str) -> list[str]:
+    """Every secret spelled in *location* (a URL), as written and decoded, for redaction."""
+    found: list[str] = []
     try:
         split = urlsplit(location)
     except ValueError:
-        return "the state URL"
-    auth, at, hostport = split.netloc.rpartition("@")
+        return []
+    auth, at, _ = split.netloc.rpartition("@")
     if at and ":" in auth:
-        netloc = f"{auth.partition(':')[0]}:***@{hostport}"
-        return split._replace(netloc=netloc, query="").geturl()
-    return split._replace(query="").geturl()
+        raw = auth.partition(":")[2]
+        found += [raw, unquote(raw)]
+    for key, value in parse_qsl(split.query, keep_blank_values=True):
+        if key in SECRET_PARAMS:
+            found.append(value)
+    raw_query = split.query.split("&")
+    for item in raw_query:
+        key, _, value = item.partition("=")
+        if key in SECRET_PARAMS:
+            found.append(value)
+    return sorted({s for s in found if s}, key=len, reverse=True)

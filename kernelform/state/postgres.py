@@ -65,7 +65,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from kernelform.errors import StaleState, StateCorrupt, StateError, StateUnavailable
+from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.masking import Redactor, Secret
+from kernelform.state.location import SECRET_PARAMS, mask_url, url_secrets
 from kernelform.state.model import LockInfo, Resource, State
 from kernelform.state.store import StateStore, new_lock_info
 
@@ -77,8 +79,6 @@ POLL_INTERVAL = 0.25
 HOLDER_WAIT = 0.5
 TERMINATE_WAIT_MS = 5000
 
-# Parameters whose values are secrets: never shown, kept in Secret.
-SECRET_PARAMS = frozenset({"password", "sslpassword"})
 # libpq parameters kernelform sets unless the URL does.
 CONNECT_DEFAULTS = {
     "connect_timeout": "10",
@@ -142,43 +142,6 @@ class PostgresURL:
         for name, secret in self.secrets.items():
             args[name] = secret.reveal()
         return args
-
-
-def mask_url(url: str) -> str:
-    """*url* with the password (and secret query values) replaced by ``***``."""
-    try:
-        split = urlsplit(url)
-        netloc = split.netloc
-        if "@" in netloc:
-            auth, _, hostport = netloc.rpartition("@")
-            user = auth.partition(":")[0]
-            netloc = f"{user}:***@{hostport}" if ":" in auth else f"{auth}@{hostport}"
-        query = [
-            (k, "***" if k in SECRET_PARAMS else v)
-            for k, v in parse_qsl(split.query, keep_blank_values=True)
-        ]
-        return urlunsplit(split._replace(netloc=netloc, query=urlencode(query)))
-    except ValueError:
-        return "the PostgreSQL URL"
-
-
-def url_secrets(url: str) -> list[str]:
-    """Every secret spelled in *url*, raw and decoded, for redaction."""
-    found: list[str] = []
-    with suppress(ValueError):
-        split = urlsplit(url)
-        if split.password:
-            found.append(split.password)
-        auth = split.netloc.rpartition("@")[0]
-        if ":" in auth:
-            found.append(auth.partition(":")[2])
-        found += [
-            v for k, v in parse_qsl(split.query, keep_blank_values=True) if k in SECRET_PARAMS
-        ]
-    with suppress(psycopg.Error, ValueError):
-        params = conninfo_to_dict(url.split("?", 1)[0])
-        found += [str(params[k]) for k in SECRET_PARAMS if params.get(k)]
-    return sorted({s for s in found if s}, key=len, reverse=True)
 
 
 def parse_url(url: str, *, schema: str | None = None) -> PostgresURL:
@@ -261,6 +224,7 @@ class PostgresStateStore(StateStore):
         workspace: str = "default",
         recovery_dir: Path,
         schema: str | None = None,
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         self.target = parse_url(url, schema=schema)
         self.workspace = workspace
@@ -269,6 +233,7 @@ class PostgresStateStore(StateStore):
             location=f"{self.target.display} (workspace {workspace})",
             recovery_dir=recovery_dir,
             recovery_name=f"postgres-{workspace}",
+            hooks=hooks,
         )
         self._key = advisory_key(self.schema, workspace)
         self._setup_key = advisory_key("setup", self.schema)
@@ -427,10 +392,11 @@ class PostgresStateStore(StateStore):
 
     def _replace(self, state: State, *, previous: State | None) -> None:
         try:
+            self.hooks.before_store_io(self.location)
             self._store_whole(state, previous)
         except (StaleState, StateCorrupt):
             raise
-        except StateError as e:
+        except (StateError, OSError) as e:
             raise self.write_failed(state, e) from e
 
     def _store_whole(self, state: State, previous: State | None) -> None:
@@ -465,6 +431,7 @@ class PostgresStateStore(StateStore):
         addresses, datas = _rows(put_by_address.values())
         dropped = [a for a in dict.fromkeys(drops) if a not in put_by_address]
         try:
+            self.hooks.before_store_io(self.location)
             with self._talking() as conn:
                 self._ensure_schema(conn, create=True)
                 row = conn.execute(
@@ -481,7 +448,7 @@ class PostgresStateStore(StateStore):
                 if row is not None and row[0] == 1:
                     return
                 stored = conn.execute(self._sql.head, [self.workspace]).fetchone()
-        except StateError as e:
+        except (StateError, OSError) as e:
             raise self.write_failed(written, e) from e
         if stored is not None and stored[0] == base.lineage:
             raise self.stale(stored[1], written)

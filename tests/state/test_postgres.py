@@ -32,9 +32,11 @@ from kernelform.state import State, new_state
 from kernelform.state.location import (
     PostgresBackend,
     check_workspace,
+    mask_url,
     open_backend,
     open_store,
     require_driver,
+    url_secrets,
 )
 from kernelform.state.postgres import (
     SCHEMA_VERSION,
@@ -88,6 +90,11 @@ def test_the_location_is_canonical_and_never_holds_a_secret() -> None:
     assert parsed.schema == "team_a"
     assert parsed.server == "db.example:6543 (database states)"
     assert sorted(parsed.secret_values) == ["keypass", "p@ss/w0rd"]
+    assert set(url_secrets(url)) == {"keypass", "p@ss/w0rd", "p%40ss%2Fw0rd"}
+    assert mask_url(url) == (
+        "postgres://kf:***@db.example:6543/states?sslmode=require&sslpassword=***"
+        "&application_name=ci&schema=team_a"
+    )
     store = PostgresStateStore(url, workspace="ci", recovery_dir=Path("/nonexistent"))
     shown = " ".join([store.location, repr(store), repr(parsed), str(vars(parsed))])
     for secret in ("p@ss/w0rd", "p%40ss%2Fw0rd", "keypass"):
@@ -378,10 +385,11 @@ def test_force_unlock_refuses_a_live_local_holder_and_ends_a_remote_ones_session
     with pytest.raises(StateLocked, match=f"alive on this host.*kill {holder.pid}"):
         store.force_unlock(lock_id)
     # The same holder as seen from another machine: its liveness cannot be checked
-    # from here, and the lock message suggests force-unlock.
+    # from here, and the lock error says force-unlock may help (breakable).
     pg_cluster.execute(f"UPDATE {schema}.locks SET host = 'runner-7'")
-    with pytest.raises(StateLocked, match=f"run 'kernelform force-unlock {lock_id}'"):
+    with pytest.raises(StateLocked, match="held by pid .* on host runner-7") as caught:
         store.lock(operation="plan").__enter__()
+    assert caught.value.breakable
     unlocked = store.force_unlock(lock_id)
     assert unlocked.done.startswith(
         f"ended the database session that held it (backend pid {backend})"
