@@ -387,7 +387,7 @@ def test_force_unlock_refuses_a_live_local_holder_and_ends_a_remote_ones_session
     # The same holder as seen from another machine: its liveness cannot be checked
     # from here, and the lock error says force-unlock may help (breakable).
     pg_cluster.execute(f"UPDATE {schema}.locks SET host = 'runner-7'")
-    with pytest.raises(StateLocked, match="held by pid .* on host runner-7") as caught:
+    with pytest.raises(StateLocked, match=r"held by pid .* on host runner-7") as caught:
         store.lock(operation="plan").__enter__()
     assert caught.value.breakable
     unlocked = store.force_unlock(lock_id)
