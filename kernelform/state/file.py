@@ -98,6 +98,10 @@ class FileStateStore(StateStore):
     def __repr__(self) -> str:
         return f"FileStateStore({str(self.path)!r})"
 
+    @property
+    def identity(self) -> str:
+        return str(self.path.absolute())
+
     # -- reading ------------------------------------------------------------------
 
     def _load(self) -> State | None:

@@ -57,6 +57,12 @@ class StateStore(abc.ABC):
         self.recovery_name = recovery_name
         self.hooks = hooks
 
+    @property
+    def identity(self) -> str:
+        """Which state this is, comparable across runs (a saved plan records it);
+        never holds a secret."""
+        return self.location
+
     # -- what a backend provides ---------------------------------------------------
 
     @abc.abstractmethod
@@ -102,6 +108,10 @@ class StateStore(abc.ABC):
         """Called once a run is done recording: a backend may compact here."""
 
     # -- the contract ----------------------------------------------------------------
+
+    def load(self) -> State | None:
+        """The stored state, or ``None`` when nothing is stored yet."""
+        return self._load()
 
     def read(self) -> State:
         """The stored state, or ``new_state()`` if none; never creates anything."""
