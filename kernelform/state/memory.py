@@ -63,10 +63,12 @@ class MemoryStateStore(StateStore):
         with self._cell.guard:
             stored = self._cell.state
             if stored is not None and stored.lineage == base.lineage:
-                if stored.serial != base.serial:
+                if stored.serial > base.serial:
                     raise self.stale(stored.serial, written)
-                self._cell.state = written
-                return
+                if stored.serial == base.serial:
+                    self._cell.state = written
+                    return
+        # Nothing stored, another lineage, or behind this run (an earlier write failed).
         self.write(base.edited(puts=puts, drops=drops))
 
     @contextmanager

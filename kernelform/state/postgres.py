@@ -450,10 +450,11 @@ class PostgresStateStore(StateStore):
                 stored = conn.execute(self._sql.head, [self.workspace]).fetchone()
         except (StateError, OSError) as e:
             raise self.write_failed(written, e) from e
-        if stored is not None and stored[0] == base.lineage:
+        if stored is not None and stored[0] == base.lineage and stored[1] > base.serial:
             raise self.stale(stored[1], written)
-        # Nothing stored yet for this workspace, or another lineage: a whole write
-        # creates it, or refuses (another lineage is never overwritten).
+        # Nothing stored yet for this workspace, another lineage, or a stored serial
+        # behind this run's (an earlier write of this run failed): a whole write
+        # creates it, catches up, or refuses (another lineage is never overwritten).
         self.write(base.edited(puts=puts, drops=drops))
 
     # -- locking ---------------------------------------------------------------------------

@@ -178,3 +178,15 @@ def test_failed_writes_never_lose_the_run_state(backend: Factory) -> None:
     error = store.write_failed(wanted, OSError(28, "No space left on device"))
     assert error.recovery is not None
     assert State.from_dict(json.loads(Path(str(error.recovery)).read_text()), source="r") == wanted
+
+
+def test_a_record_after_a_failed_write_catches_up(backend: Factory) -> None:
+    """A run whose write failed goes on from what it meant to store (serial + 1): its
+    next record, based on a serial above the stored one, stores everything."""
+    store = backend()
+    stored = store.write(new_state().with_resource(resource("a")))
+    meant = dataclasses.replace(stored.with_resource(resource("b")), serial=stored.serial + 1)
+    written = store.record(meant, puts=[resource("c")])
+    assert written.serial == meant.serial + 1
+    read = backend().read()
+    assert sorted(read.resources) == ["a", "b", "c"] and read.serial == written.serial
