@@ -985,10 +985,11 @@ def state_pull(workspace: Workspace, printer: Printer) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option(
     "--force",
+    "overwrite",
     is_flag=True,
     help="Replace even a state of another lineage, or a newer one (its content is lost).",
 )
-def state_push(workspace: Workspace, printer: Printer, file: Path, force: bool) -> None:
+def state_push(workspace: Workspace, printer: Printer, file: Path, overwrite: bool) -> None:
     """Replace the state with FILE (a pulled state, or a recovery file), under the lock.
 
     Refused unless --force when the stored state is another state (another
@@ -1007,7 +1008,7 @@ def state_push(workspace: Workspace, printer: Printer, file: Path, force: bool) 
         raise StateError(f"{source} is not a kernelform state (not JSON: {e})") from e
     pushed = State.from_dict(data, source=source)
     with workspace.locked("state push"):
-        written = workspace.store.push(pushed, force=force)
+        written = workspace.store.push(pushed, force=overwrite)
     emit(
         f"Pushed {source} to the state at {workspace.store.location}"
         f" (serial {written.serial}, {len(written.resources)} kernel(s))."

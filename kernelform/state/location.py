@@ -232,7 +232,8 @@ def open_backend(
     text = os.fspath(location)
     if is_postgres(text):
         require_driver(text)
-        return PostgresBackend(text, recovery_dir=manifest_dir / STATE_DIR, hooks=hooks)
+        recovery_dir = manifest_dir.absolute() / STATE_DIR
+        return PostgresBackend(text, recovery_dir=recovery_dir, hooks=hooks)
     scheme = _SCHEME.match(text)
     if scheme is not None:
         raise StateError(
