@@ -8,7 +8,7 @@ machine's load hits every contender alike:
 
 * ``loop``: a plain sequential Python loop (``http.client``, stdlib only)
   doing the same N ``POST api/kernels`` to the same server;
-* ``file`` / ``postgres``: ``kernelform apply --auto-approve`` of a manifest
+* ``file`` / ``postgres``: ``kernelform apply --no-wait --auto-approve`` of a manifest
   declaring N kernels, from an empty state (a new working directory, or a new
   PostgreSQL schema), recording every start as pending then started.
 
@@ -136,6 +136,7 @@ def main() -> None:
                             write_manifest(directory, fake.url, size)
                             apply = [
                                 "apply",
+                                "--no-wait",  # the fake starts nothing that could answer
                                 "--auto-approve",
                                 "--parallelism",
                                 str(args.parallelism),

@@ -534,7 +534,7 @@ class PostgresStateStore(StateStore):
                 return _unknown_holder()
             time.sleep(0.02)  # the holder has just locked: its record follows
 
-    def _left_behind(self) -> LockInfo | None:
+    def left_behind(self) -> LockInfo | None:
         backend, record, _ = self._lock_state()
         return record if backend is None else None
 

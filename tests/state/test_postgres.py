@@ -28,7 +28,7 @@ import psycopg
 import pytest
 
 from kernelform.errors import StateCorrupt, StateError, StateLocked, StateUnavailable
-from kernelform.state import State, new_state
+from kernelform.state import FORMAT_VERSION, State, new_state
 from kernelform.state.location import (
     PostgresBackend,
     check_workspace,
@@ -171,7 +171,7 @@ def test_a_newer_schema_is_refused(make: Any, pg_url: str, pg_cluster: Cluster) 
 
 def test_a_newer_state_format_is_refused(make: Any, pg_url: str, pg_cluster: Cluster) -> None:
     make().write(new_state())
-    pg_cluster.execute(f"UPDATE {schema_of(pg_url)}.workspaces SET version = 2")
+    pg_cluster.execute(f"UPDATE {schema_of(pg_url)}.workspaces SET version = {FORMAT_VERSION + 1}")
     with pytest.raises(StateCorrupt, match="newer kernelform"):
         make().read()
 

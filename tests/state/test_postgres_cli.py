@@ -4,9 +4,10 @@ Runners are working directories that share nothing but the state URL (and the
 Jupyter server their manifests name): what one CI runner would see of another.
 The kernels are of the cheap ``light`` spec (a process that sleeps): the
 server starts, lists and shuts them down like any kernel, and no kernel has to
-answer. The database is the session's throwaway cluster; every test gets a
-schema of its own and uses a login role (``kf_runner``) whose password must
-never appear in any output or any file a test leaves (``Secrets.check``).
+answer (every apply runs with ``--no-wait``). The database is the session's
+throwaway cluster; every test gets a schema of its own and uses a login role
+(``kf_runner``) whose password must never appear in any output or any file a
+test leaves (``Secrets.check``).
 
 Covered: four runners applying at once; a runner SIGKILLed while it holds the
 lock; the database stopped in the middle of an apply and the recovery file
@@ -114,6 +115,9 @@ class Env:
         return directory
 
     def kf(self, *args: str, cwd: Path, env: dict[str, str] | None = None, **kw: Any) -> Result:
+        """``kernelform ARGS``; an apply does not wait for ``light`` kernels to answer."""
+        if args[:1] == ("apply",):
+            args = ("apply", "--no-wait", *args[1:])
         full = {**server_env(self.jupyter), "KERNELFORM_STATE": self.url, **(env or {})}
         result = run(*args, cwd=cwd, env=full, **kw)
         self.secrets.seen.append(result)
@@ -206,7 +210,7 @@ def test_the_database_stopped_mid_apply_loses_no_kernel(env: Env) -> None:
             sys.executable,
             "-m",
             "tests.state.pausing",
-            *("apply", "--auto-approve", "--parallelism", "1"),
+            *("apply", "--no-wait", "--auto-approve", "--parallelism", "1"),
         ],
         cwd=directory,
         env={
