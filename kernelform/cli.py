@@ -55,6 +55,7 @@ EXIT_INTERRUPTED = 130
 F = TypeVar("F", bound=Callable[..., Any])
 
 TIMEOUT_ENV = "KERNELFORM_TIMEOUT"
+STATE_ENV = "KERNELFORM_STATE"
 NO_KERNEL_ID_ENV = "KERNELFORM_ASSUME_NO_KERNEL_ID"
 
 
@@ -286,7 +287,7 @@ def raw_hint(error: KernelformError) -> str:
 
 def manifest_hint(error: KernelformError, workspace: Workspace) -> str:
     """What fixes *error* in a command that reads the manifest."""
-    from kernelform.errors import ClientError, Remedy, StateLocked
+    from kernelform.errors import ClientError, Remedy, StateLocked, StateWriteError
 
     remedy = error.remedy
     manifest = vars(workspace).get("manifest")  # only if already read: never read it here
@@ -306,6 +307,15 @@ def manifest_hint(error: KernelformError, workspace: Workspace) -> str:
         return "list the server's kernels with 'kernelform kernels list --server URL'"
     if remedy is Remedy.MAKE_NEW_PLAN:
         return "make a new one with 'kernelform plan --out FILE'"
+    if isinstance(error, StateWriteError) and error.recovery is not None:
+        again = [f"--workspace {workspace.settings.workspace}"] * (
+            workspace.settings.workspace != "default"
+        )
+        if workspace.settings.state:
+            again.insert(0, "--state")
+        if again:
+            return f"push it with the same {' and '.join(again)} as this run"
+        return ""
     if remedy is Remedy.WAIT_FOR_LOCK and isinstance(error, StateLocked):
         longer = "a longer --lock-timeout" if error.waited > 0 else "--lock-timeout 60s"
         hint = f"wait for it to finish, or retry with {longer}"
@@ -412,10 +422,20 @@ def _workspace_options(command: F) -> F:
         ),
         click.option(
             "--state",
-            "state_path",
-            type=click.Path(dir_okay=False, path_type=Path),
+            "state",
             default=None,
-            help="State file [default: .kernelform/state.json next to the manifest].",
+            envvar=STATE_ENV,
+            metavar="PATH|URL",
+            help="Where the state lives: a file, or a postgresql:// URL [env: KERNELFORM_STATE;"
+            " else the manifest's 'state:', else .kernelform/state.json next to the manifest].",
+        ),
+        click.option(
+            "-w",
+            "--workspace",
+            default="default",
+            show_default=True,
+            envvar="KERNELFORM_WORKSPACE",
+            help="Which of the independent states kept there [env: KERNELFORM_WORKSPACE].",
         ),
         click.option(
             "--lock-timeout",
@@ -506,7 +526,8 @@ def workspace_command(
         def command(
             *,
             manifest: Path,
-            state_path: Path | None,
+            state: str | None,
+            workspace: str,
             lock_timeout: float,
             no_color: bool,
             targets: tuple[str, ...] = (),
@@ -520,7 +541,8 @@ def workspace_command(
 
             settings = Settings(
                 manifest_path=manifest,
-                state_path=state_path,
+                state=state or None,
+                workspace=workspace,
                 lock_timeout=lock_timeout,
                 targets=targets,
                 force=force,
@@ -530,11 +552,11 @@ def workspace_command(
             )
             from kernelform.errors import KernelformError
 
-            with open_workspace(settings) as workspace:
+            with open_workspace(settings) as opened:
                 try:
-                    function(workspace, Printer(no_color=no_color), **args)
+                    function(opened, Printer(no_color=no_color), **args)
                 except KernelformError as e:
-                    e.hint = e.hint or manifest_hint(e, workspace)
+                    e.hint = e.hint or manifest_hint(e, opened)
                     raise
 
         decorated = _plan_options(command) if planning else command
@@ -861,13 +883,16 @@ def force_unlock(
     """Remove the state lock LOCK_ID left by a process that is gone.
 
     LOCK_ID is the id shown in the "locked" message. A lock held by a process
-    that is still alive on this host is never removed.
+    that is still alive on this host is never removed. With PostgreSQL, the lock
+    of a process on another host is removed by ending its database session (so
+    it can write nothing more); a holder record left by a lock already free is
+    cleared.
     """
     holder = workspace.store.lock_info()
-    if holder is None:
+    if holder is None and workspace.store.left_behind() is None:
         emit(f"The state at {workspace.store.location} is not locked; nothing to unlock.")
         return
-    if not without_asking:
+    if holder is not None and not without_asking:
         emit(
             f"The lock {lock_id} on the state at {workspace.store.location} is {holder.describe()}."
         )
@@ -877,8 +902,8 @@ def force_unlock(
             auto_approve=False,
             flag="--force",
         )
-    removed = workspace.store.force_unlock(lock_id)
-    emit(f"Removed the lock {lock_id} ({removed.describe()}).")
+    unlocked = workspace.store.force_unlock(lock_id)
+    emit(f"Removed the lock {lock_id}: {unlocked.done}.")
 
 
 @cli.command()
@@ -932,6 +957,85 @@ def state_rm(workspace: Workspace, printer: Printer, addresses: tuple[str, ...])
         removed = workspace.forget(addresses)
     for resource in removed:
         emit(f"Removed {resource.address} (kernel {resource.kernel_id} keeps running).")
+
+
+@state.command("pull")
+@workspace_command()
+def state_pull(workspace: Workspace, printer: Printer) -> None:
+    """Print the state as JSON (the state file's format) on stdout.
+
+    With 'state push' it moves a state between places: pull from one --state,
+    push to another. Nothing stored yet prints nothing (and says so on stderr).
+    """
+    from kernelform.state.store import dump
+
+    stored = workspace.store.load()
+    if stored is None:
+        emit(
+            f"Note: nothing is stored in the state at {workspace.store.location} yet;"
+            " nothing to pull.",
+            err=True,
+        )
+        return
+    click.echo(dump(stored.to_dict()).decode("utf-8"), nl=False)
+
+
+@state.command("push")
+@workspace_command()
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option(
+    "--force",
+    "overwrite",
+    is_flag=True,
+    help="Replace even a state of another lineage, or a newer one (its content is lost).",
+)
+def state_push(workspace: Workspace, printer: Printer, file: Path, overwrite: bool) -> None:
+    """Replace the state with FILE (a pulled state, or a recovery file), under the lock.
+
+    Refused unless --force when the stored state is another state (another
+    lineage) or newer (a higher serial) than FILE. FILE '-' reads stdin.
+    """
+    from kernelform.errors import StateError
+    from kernelform.state import State
+
+    source = "stdin" if str(file) == "-" else str(file)
+    try:
+        raw = sys.stdin.buffer.read() if source == "stdin" else file.read_bytes()
+        data = json.loads(raw.decode("utf-8"))
+    except OSError as e:
+        raise StateError(f"cannot read {source}: {e.strerror or e}") from e
+    except ValueError as e:
+        raise StateError(f"{source} is not a kernelform state (not JSON: {e})") from e
+    pushed = State.from_dict(data, source=source)
+    with workspace.locked("state push"):
+        written = workspace.store.push(pushed, force=overwrite)
+    emit(
+        f"Pushed {source} to the state at {workspace.store.location}"
+        f" (serial {written.serial}, {len(written.resources)} kernel(s))."
+    )
+
+
+@cli.group("workspace")
+def workspace_group() -> None:
+    """List and delete workspaces: independent states (and locks) in one place."""
+
+
+@workspace_group.command("list")
+@workspace_command()
+def workspace_list(workspace: Workspace, printer: Printer) -> None:
+    """List the workspaces; '*' marks the one in use (--workspace)."""
+    current = workspace.settings.workspace
+    for name in workspace.backend.workspaces(current=current):
+        emit(f"{'*' if name == current else ' '} {name}")
+
+
+@workspace_group.command("delete")
+@workspace_command()
+@click.argument("name")
+def workspace_delete(workspace: Workspace, printer: Printer, name: str) -> None:
+    """Delete the workspace NAME; refused while it records kernels, and for 'default'."""
+    workspace.backend.delete_workspace(name, lock_timeout=workspace.settings.lock_timeout)
+    emit(f"Deleted the workspace {name} from {workspace.backend.description}.")
 
 
 # -- watch: the controller -----------------------------------------------------------
@@ -1071,13 +1175,20 @@ def watch(
 
 
 def given_tokens(argv: Sequence[str]) -> list[str]:
-    """The tokens a run was given before any command ran: JUPYTER_TOKEN and --token."""
-    found = [os.environ.get("JUPYTER_TOKEN", "")]
+    """The secrets a run was given before any command ran: JUPYTER_TOKEN, --token, and
+    the password of a state URL in --state or KERNELFORM_STATE."""
+    from kernelform.state.location import url_secrets
+
+    found = [os.environ.get("JUPYTER_TOKEN", ""), *url_secrets(os.environ.get(STATE_ENV, ""))]
     for i, arg in enumerate(argv):
-        if arg == "--token" and i + 1 < len(argv):
-            found.append(argv[i + 1])
-        elif arg.startswith("--token="):
-            found.append(arg.partition("=")[2])
+        for name in ("--token", "--state"):
+            if arg == name and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif arg.startswith(name + "="):
+                value = arg.partition("=")[2]
+            else:
+                continue
+            found.extend([value] if name == "--token" else url_secrets(value))
     return found
 
 

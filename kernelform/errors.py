@@ -19,7 +19,9 @@ so that callers only ever need to know this module.
     │   └── KernelNotReady          a kernel died, vanished or stayed silent (channels)
     │       └── SetupFailed         its setup code raised
     ├── ManifestError               one or more FILE:LINE:COL problems
-    ├── StateError                  the state cannot be used
+    ├── StateError                  the state cannot be used (also: a missing driver, no rights)
+    │   ├── StateUnavailable        its database cannot be reached: down, refused, TLS,
+    │   │                           authentication, timeout, connection lost
     │   ├── StateLocked             another run holds the lock
     │   ├── StateCorrupt            unreadable, foreign or newer state
     │   ├── StaleState              another run wrote the state since it was read
@@ -27,8 +29,11 @@ so that callers only ever need to know this module.
     └── PlanError                   the plan cannot be made or carried out
         └── StalePlan               a saved plan no longer matches the world
 
-Messages never contain a token: the client sends it only in a header and
-scrubs any text built from a server's answer (``kernelform.masking``).
+Messages never contain a token or a password: the client sends the token only
+in a header and scrubs any text built from a server's answer
+(``kernelform.masking``), and the PostgreSQL backend names its database by a
+URL without the password. Errors of the database driver (psycopg) are
+translated where they are met, in ``kernelform.state.postgres``.
 """
 
 from __future__ import annotations
@@ -206,6 +211,10 @@ class ManifestError(KernelformError):
 
 class StateError(KernelformError):
     """The state cannot be read, written or locked."""
+
+
+class StateUnavailable(StateError):
+    """The state's database cannot be reached, or refused the connection."""
 
 
 class StateLocked(StateError):

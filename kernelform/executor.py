@@ -148,45 +148,116 @@ class Report:
         }
 
 
-class _Recorder:
-    """The state as it stands, each edit recorded through the store as it is made.
+@dataclass(frozen=True)
+class _Edit:
+    """One action's edit, waiting to be recorded: what it changed, in order."""
 
-    ``stored`` is the last state the store acknowledged. While the writes go
-    through, ``state`` is ``stored`` and an edit is recorded incrementally. After a
-    failed write, ``state`` holds edits the store has not got; the next edit is
-    then written whole (with them) on top of ``stored``.
+    ticket: int
+    puts: list[Resource]
+    drops: list[str]
+    touched: list[str]
+
+
+class _Recorder:
+    """The state as it stands, each edit recorded through the store before ``update`` returns.
+
+    Group commit: edits that concurrent actions make while a write is in flight
+    are queued, and the next write records them all at once (one
+    ``store.record``: one fsync, or one transaction). Each ``update`` still
+    returns only once its own edit is durable, so the rules hold: a start is
+    durable as pending before its request, and every result is durable before
+    the next step of its action.
+
+    ``stored`` is the last state the store acknowledged; ``state`` is what this
+    run knows (``stored``, or after a failed write, with the edits the store has
+    not got); edits are made on ``_latest`` (``state`` with the queued edits),
+    in order. While the writes go through a batch is recorded incrementally;
+    after a failed write the next one stores the whole state on top of
+    ``stored``, so that a write that goes through holds everything.
     """
 
     def __init__(self, store: StateStore, state: State, hooks: Hooks) -> None:
         self._store = store
         self._hooks = hooks
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self.state = state
         self.stored = state
+        self._latest = state
+        self._queue: list[_Edit] = []
+        self._issued = 0  # tickets handed out
+        self._done = 0  # every ticket up to this one is settled (durable or failed)
+        self._failed: dict[int, BaseException] = {}
+        self._writing = False
         self.write_error: StateWriteError | None = None
         self.saved = True
 
     def update(self, edit: Callable[[State], State], *, touched: Iterable[str]) -> None:
-        """Apply *edit* and record what it changed at the *touched* addresses."""
-        with self._lock:
-            edited = edit(self.state)
-            puts, drops = _difference(self.state, edited, touched)
+        """Apply *edit* and record what it changed at the *touched* addresses.
+
+        Returns once the change is durable; raises the write's error if the
+        write that carried it failed. The edit itself may raise (``PlanError``):
+        then nothing is queued.
+        """
+        addresses = list(dict.fromkeys(touched))
+        with self._cond:
+            before = self._latest
+            edited = edit(before)
+            puts, drops = _difference(before, edited, addresses)
             if not puts and not drops:
                 return
-            self._hooks.before_state_write()
-            try:
-                if self.saved:
-                    result = self._store.record(self.stored, puts=puts, drops=drops)
+            self._issued += 1
+            ticket = self._issued
+            self._queue.append(_Edit(ticket, puts, drops, addresses))
+            self._latest = edited
+        self._hooks.before_state_write()
+        with self._cond:
+            while self._done < ticket:
+                if self._writing:
+                    self._cond.wait()
                 else:
-                    result = self._store.write(replace(edited, serial=self.stored.serial))
-            except StateWriteError as e:
-                self.state = edited
-                self.write_error = e
-                self.saved = False
-                raise
-            self.state = self.stored = result
+                    self._write_batch()
+            error = self._failed.pop(ticket, None)
+        if error is not None:
+            raise error
+        self._hooks.after_state_write()
+
+    def _write_batch(self) -> None:
+        """Record every queued edit in one write; called with the condition held."""
+        batch, self._queue = self._queue, []
+        stored, target, saved = self.stored, self._latest, self.saved
+        touched = list(dict.fromkeys(a for e in batch for a in e.touched))
+        self._writing = True
+        self._cond.release()
+        error: BaseException | None = None
+        written: State | None = None
+        try:
+            if saved:
+                puts, drops = _difference(stored, target, touched)
+                written = self._store.record(stored, puts=puts, drops=drops)
+            else:
+                written = self._store.write(replace(target, serial=stored.serial))
+        except BaseException as e:  # every waiter of the batch gets it, even a bug
+            error = e
+        finally:
+            self._cond.acquire()
+        self._writing = False
+        if written is not None:
+            # ``_latest`` already holds the edits queued meanwhile on top of these.
+            self.state = self.stored = written
             self.saved = True
-            self._hooks.after_state_write()
+        elif isinstance(error, StateWriteError):
+            self.state = target
+            self.write_error = error
+            self.saved = False
+        else:
+            # Refused (a stale state, another lineage): these edits are not stored;
+            # the ones queued meanwhile are kept on top of what is.
+            self._latest = _replayed(self.state, self._queue)
+        if error is not None:
+            for item in batch:
+                self._failed[item.ticket] = error
+        self._done = batch[-1].ticket
+        self._cond.notify_all()
 
     def final_error(self) -> StateWriteError | None:
         """What to raise once every action is done, if a write failed."""
@@ -199,6 +270,13 @@ class _Recorder:
             " file saved on the failure is out of date, do not restore it; the actions not"
             " started because of the failure were skipped: run 'kernelform apply' again"
         )
+
+
+def _replayed(state: State, queue: list[_Edit]) -> State:
+    """*state* with the queued edits made on it, in order."""
+    for queued in queue:
+        state = state.edited(puts=queued.puts, drops=queued.drops)
+    return state
 
 
 def _difference(

@@ -155,6 +155,8 @@ class Plan:
     manifest_digest: str = ""
     state_lineage: str = ""
     state_serial: int = 0
+    state_location: str = ""  # which state (never with a password); "" = not recorded
+    state_workspace: str = ""
     targets: tuple[str, ...] = ()
     destroy: bool = False
     facts: tuple[KernelFact, ...] = field(default=())
@@ -188,7 +190,12 @@ class Plan:
             "destroy": self.destroy,
             "targets": list(self.targets),
             "manifest": {"path": self.manifest_path, "digest": self.manifest_digest},
-            "state": {"lineage": self.state_lineage, "serial": self.state_serial},
+            "state": {
+                "lineage": self.state_lineage,
+                "serial": self.state_serial,
+                "location": self.state_location,
+                "workspace": self.state_workspace,
+            },
             "facts": [f.to_dict() for f in self.facts],
         }
 
@@ -214,6 +221,8 @@ class Plan:
                 manifest_digest=data["manifest"]["digest"],
                 state_lineage=data["state"]["lineage"],
                 state_serial=int(data["state"]["serial"]),
+                state_location=str(data["state"].get("location") or ""),
+                state_workspace=str(data["state"].get("workspace") or ""),
                 targets=tuple(data.get("targets", ())),
                 destroy=bool(data.get("destroy", False)),
                 facts=tuple(

@@ -2,8 +2,9 @@
 
 Editors (through yaml-language-server) complete and check a manifest as it is
 typed, and CI can check one without kernelform; both need a JSON Schema. It is
-generated, never written by hand: the sections come from ``SECTIONS`` and each
-entry's keys from its pydantic model in ``kernelform.manifest.keys`` (type,
+generated, never written by hand: the sections come from ``SECTIONS``, the
+top level's own settings (``state``) from ``TopKeys``, and each entry's keys
+from its pydantic model in ``kernelform.manifest.keys`` (type,
 default, description and schema of each key are declared there once), and
 names carry the checker's own ``NAME_PATTERN``. A key added there is in the
 schema with no other edit, and ``schema/kernelform.schema.json`` is a copy a
@@ -23,7 +24,7 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema
 
 from kernelform.address import NAME_PATTERN
-from kernelform.manifest.keys import SECTIONS
+from kernelform.manifest.keys import SECTIONS, TopKeys
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -57,6 +58,10 @@ def manifest_schema() -> dict[str, Any]:
         if not section.may_be_empty:
             mapping["minProperties"] = 1
         properties[name] = mapping
+    # The top level's own settings (state:), declared like any key.
+    top = TopKeys.model_json_schema(schema_generator=_Generator, ref_template="#/$defs/{model}")
+    definitions.update(top.pop("$defs", {}))
+    properties.update(top["properties"])
     return {
         "$schema": DIALECT,
         "title": "kernelform manifest",

@@ -4,13 +4,20 @@ This is the library behind ``plan``, ``apply``, ``destroy``, ``import`` and the
 ``state`` commands: the CLI turns its options into ``Settings`` and calls these
 methods; they raise ``KernelformError``s and return plain data. Facts are read
 once per run (``refresh``), then handed to the pure planner and the executor.
+
+The state is chosen here (``state_location``): ``Settings.state`` (the CLI's
+``--state`` or ``KERNELFORM_STATE``), else the manifest's ``state:`` key (a
+relative path there is relative to the manifest), else
+``.kernelform/state.json`` next to the manifest; ``Settings.workspace`` picks
+one of the independent states kept there. The store is opened on first use,
+and any password its location holds joins the run's secrets.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -23,31 +30,35 @@ from kernelform.manifest import Manifest, load_manifest
 from kernelform.plan import Plan
 from kernelform.planner import make_destroy_plan, make_plan
 from kernelform.runtime import Runtime
-from kernelform.state import FileStateStore, LockInfo, Resource, State, StateStore
+from kernelform.state import LockInfo, Resource, State, StateStore
+from kernelform.state.location import (
+    DEFAULT_WORKSPACE,
+    Backend,
+    is_postgres,
+    open_backend,
+    url_secrets,
+)
 
 DEFAULT_MANIFEST = "kernelform.yaml"
-STATE_DIR = ".kernelform"
-STATE_FILE = "state.json"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """What the user asked for, independent of how it was asked."""
+    """What the user asked for, independent of how it was asked.
+
+    ``state`` is a file path or a ``postgresql://`` URL; None lets the
+    manifest's ``state:`` key, then the default file, decide.
+    """
 
     manifest_path: Path = Path(DEFAULT_MANIFEST)
-    state_path: Path | None = None
+    state: str | None = None
+    workspace: str = DEFAULT_WORKSPACE
     lock_timeout: float = 0.0
     parallelism: int = 10
     targets: tuple[str, ...] = ()
     force: bool = False
     wait: bool = True
     wait_timeout: float | None = None
-
-    @property
-    def resolved_state_path(self) -> Path:
-        if self.state_path is not None:
-            return self.state_path
-        return self.manifest_path.parent / STATE_DIR / STATE_FILE
 
 
 class Workspace:
@@ -62,11 +73,46 @@ class Workspace:
     ) -> None:
         self.settings = settings
         self.runtime = runtime or Runtime()
-        self.store: StateStore = store or FileStateStore(
-            settings.resolved_state_path, hooks=self.runtime.hooks
-        )
+        if settings.state:
+            self.runtime.secrets.add(*url_secrets(settings.state))
+        self._store = store
         self.clock = self.runtime.clock
         self._clients: dict[str, JupyterClient] = {}
+
+    @property
+    def manifest_dir(self) -> Path:
+        return self.settings.manifest_path.parent
+
+    def state_location(self) -> str | None:
+        """Where the state is: the settings, else the manifest's ``state:``, else None
+        (the default file). The manifest is read only if it exists: the ``state``
+        commands work without one."""
+        if self.settings.state:
+            return self.settings.state
+        if not self.settings.manifest_path.exists():
+            return None
+        declared = self.manifest.state
+        if declared is None:
+            return None
+        location = declared.reveal()
+        self.runtime.secrets.add(*url_secrets(location))
+        if is_postgres(location) or Path(location).is_absolute():
+            return location
+        return str(self.manifest_dir / location)
+
+    @cached_property
+    def backend(self) -> Backend:
+        """Where every workspace's state lives."""
+        return open_backend(
+            self.state_location(), manifest_dir=self.manifest_dir, hooks=self.runtime.hooks
+        )
+
+    @property
+    def store(self) -> StateStore:
+        """The state of this run's workspace (opened on first use)."""
+        if self._store is None:
+            self._store = self.backend.store(self.settings.workspace)
+        return self._store
 
     @cached_property
     def manifest(self) -> Manifest:
@@ -77,6 +123,8 @@ class Workspace:
     def close(self) -> None:
         for client in self._clients.values():
             client.close()
+        if self._store is not None:
+            self._store.close()
 
     def __enter__(self) -> Workspace:
         return self
@@ -161,6 +209,9 @@ class Workspace:
             targets=self.settings.targets,
             force=self.settings.force,
         )
+        plan = replace(
+            plan, state_location=self.store.identity, state_workspace=self.settings.workspace
+        )
         return plan, live, state
 
     def check_saved(self, plan: Plan) -> tuple[dict[str, LiveServer], State]:
@@ -168,6 +219,11 @@ class Workspace:
         if plan.manifest_digest != self.manifest.digest:
             raise StalePlan(
                 f"the saved plan is stale: {self.manifest.path} changed since it was made"
+            )
+        if plan.state_location and plan.state_location != self.store.identity:
+            raise StalePlan(
+                f"the saved plan was made against the state at {plan.state_location}, and this"
+                f" run uses the state at {self.store.identity}"
             )
         state = self.store.read()
         same_lineage = plan.state_serial == 0 or plan.state_lineage == state.lineage

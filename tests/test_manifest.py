@@ -616,3 +616,29 @@ def test_endless_file_is_refused() -> None:
     assert [str(p) for p in info.value.problems] == [
         "/dev/zero:1:1: the manifest is over the 256 KiB limit"
     ]
+
+
+# --- the top-level state key ------------------------------------------------------------
+
+
+def test_state_key_is_expanded_and_kept_secret() -> None:
+    text = LAB + "state: postgresql://kf:${PGPW}@db:5432/kernelform\n"
+    manifest = parse(text, {"PGPW": "s3cret"})
+    assert manifest.state is not None
+    assert manifest.state.reveal() == "postgresql://kf:s3cret@db:5432/kernelform"
+    assert "s3cret" not in repr(manifest) and "s3cret" not in str(manifest)
+    assert parse(LAB).state is None
+    assert parse(LAB + "state: ''\n").state is None
+
+
+def test_state_key_problems_never_show_its_value() -> None:
+    assert problems(LAB + "state: 5432\n") == [
+        "k.yaml:4:8: state must be a string (a file path or a postgresql:// URL),"
+        " got a number; put it in quotes"
+    ]
+    assert problems(LAB + "state: postgresql://kf:${PGPW@db/k\n") == [
+        "k.yaml:4:24: unterminated '${': close it with '}', or write $$ for a '$'"
+    ]
+    assert problems(LAB + "statefile: x\n") == [
+        "k.yaml:4:1: unknown key 'statefile' at the top level; did you mean 'state'?"
+    ]

@@ -31,6 +31,10 @@ The format, decisions included::
         max_age: 24h            # durations: see kernelform.duration
         busy_timeout: 30m
         protect: true           # default true
+    state: postgresql://kf:${KF_PG_PASSWORD}@db:5432/kernelform
+                                # optional: where the state lives (a path, relative to
+                                # the manifest, or a postgresql:// URL); --state and
+                                # KERNELFORM_STATE override it; never shown in a message
 
 Variables: ``${NAME}`` and ``${NAME:-default}`` are expanded in every string
 value (not in keys), from the ``environ`` given (default ``os.environ``).

@@ -22,7 +22,15 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from kernelform.errors import Problem
 from kernelform.manifest.document import Stop
-from kernelform.manifest.keys import NAME, SECTIONS, KernelKeys, Key, ServerKeys, key_of
+from kernelform.manifest.keys import (
+    NAME,
+    SECTIONS,
+    KernelKeys,
+    Key,
+    ServerKeys,
+    TopKeys,
+    key_of,
+)
 from kernelform.manifest.model import KernelDecl, ServerConfig
 from kernelform.manifest.variables import ExpandError, expand
 from kernelform.masking import Secret
@@ -30,6 +38,7 @@ from kernelform.wording import closest, quoted
 
 TAG = "tag:yaml.org,2002:"
 MAX_SETUP_BYTES = 256 * 1024
+TOP_LEVEL_KEYS = (*SECTIONS, *TopKeys.model_fields)
 
 
 class Checker:
@@ -92,7 +101,9 @@ class Checker:
             return None
         return node
 
-    def check(self, root: Node | None) -> tuple[dict[str, ServerConfig], dict[str, KernelDecl]]:
+    def check(
+        self, root: Node | None
+    ) -> tuple[dict[str, ServerConfig], dict[str, KernelDecl], TopKeys]:
         if root is None or _is_null(root):
             raise Stop(1, 1, "the manifest is empty")
         if not isinstance(root, MappingNode):
@@ -109,11 +120,15 @@ class Checker:
                 f"unsupported YAML tag {_short_tag(root.tag)} on the manifest",
             )
         sections: dict[str, tuple[Node, Node]] = {}
+        settings: dict[str, tuple[Node, Node]] = {}
         for key, key_node, value_node in self.items(root, noun="key", where=" at the top level"):
             if key in SECTIONS:
                 sections[key] = (key_node, value_node)
+            elif key in TopKeys.model_fields:
+                settings[key] = (key_node, value_node)
             else:
-                self.add(key_node, _unknown_key(key, "at the top level", list(SECTIONS)))
+                self.add(key_node, _unknown_key(key, "at the top level", list(TOP_LEVEL_KEYS)))
+        top = self.top_level(root, settings)
 
         servers: dict[str, ServerConfig] = {}
         server_names: list[str] = []
@@ -148,7 +163,20 @@ class Checker:
                     kernel = self.kernel(name, name_node, entry, server_names)
                     if kernel is not None:
                         kernels[name] = kernel
-        return servers, kernels
+        return servers, kernels, top
+
+    def top_level(self, root: Node, nodes: dict[str, tuple[Node, Node]]) -> TopKeys:
+        """The top-level settings (``state``); the defaults when any is invalid (reported)."""
+        data: dict[str, Any] = {}
+        failed: set[str] = set()
+        for key, (_, value_node) in nodes.items():
+            value = self.value(key, value_node, key_of(TopKeys.model_fields[key]))
+            if value is _FAILED:
+                failed.add(key)
+            else:
+                data[key] = value
+        checked = self.validated("the top level", root, TopKeys, _Entry(None, nodes, data, failed))
+        return checked.model if isinstance(checked.model, TopKeys) else TopKeys()
 
     # -- entries
 
@@ -176,6 +204,11 @@ class Checker:
                 failed.add(key)
             else:
                 data[key] = value
+        return self.validated(label, name_node, model, _Entry(None, nodes, data, failed))
+
+    def validated(self, label: str, name_node: Node, model: type[BaseModel], raw: _Entry) -> _Entry:
+        """*raw* with its model built from its data, or with its problems reported."""
+        nodes, data, failed = raw.nodes, raw.data, raw.failed
         try:
             return _Entry(model.model_validate(data), nodes, data, failed)
         except ValidationError as e:

@@ -429,6 +429,22 @@ class KernelKeys(_Section):
         return self.health_timeout or DEFAULT_HEALTH_TIMEOUT
 
 
+class TopKeys(_Section):
+    """The manifest's settings at the top level, beside the ``servers`` and ``kernels`` sections."""
+
+    state: Annotated[
+        Text,
+        Key("a string (a file path or a postgresql:// URL)", secret=True, quote_hint=True),
+        Field(
+            description="where the state lives: a file path (relative to the manifest) or a "
+            "postgresql:// URL; write the password as ${VAR} so it stays in the environment. "
+            "--state and KERNELFORM_STATE override it. Default: .kernelform/state.json next "
+            "to the manifest.",
+            repr=False,
+        ),
+    ] = None
+
+
 NAME = re.compile(NAME_PATTERN)
 
 

@@ -15,6 +15,7 @@ from kernelform.errors import ManifestError, Problem
 from kernelform.manifest.checker import Checker
 from kernelform.manifest.document import MAX_BYTES, Stop, compose, decode, new_yaml
 from kernelform.manifest.model import Manifest
+from kernelform.masking import Secret
 
 MAX_PROBLEMS = 100
 
@@ -65,7 +66,7 @@ def _parse(
             yaml=yaml,
             base_dir=os.path.dirname(filename),
         )
-        servers, kernels = checker.check(compose(yaml, text))
+        servers, kernels, top = checker.check(compose(yaml, text))
     except Stop as stop:
         raise ManifestError([Problem(filename, stop.line, stop.col, stop.message)]) from None
     if checker.problems:
@@ -82,4 +83,5 @@ def _parse(
         servers=MappingProxyType(servers),
         kernels=MappingProxyType(kernels),
         digest=hashlib.sha256(data).hexdigest(),
+        state=Secret(top.state) if top.state else None,
     )

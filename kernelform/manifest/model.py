@@ -78,12 +78,17 @@ class Desired:
 
 @dataclass(frozen=True)
 class Manifest:
-    """A valid manifest. ``digest`` is the sha256 hex of the file's bytes."""
+    """A valid manifest. ``digest`` is the sha256 hex of the file's bytes.
+
+    ``state`` is the top-level ``state:`` key, expanded (a path or a URL that
+    may hold a password, hence a ``Secret``); None when not set.
+    """
 
     path: str
     servers: Mapping[str, ServerConfig]
     kernels: Mapping[str, KernelDecl]
     digest: str
+    state: Secret | None = None
 
     def desired(self) -> list[Desired]:
         """Every kernel address the manifest asks for, in declaration order."""

@@ -3,8 +3,10 @@
 A Jupyter server cannot say which of its kernels kernelform started, so the
 state records them. Losing that record leaks kernels; a wrong record makes
 kernelform stop kernels that are not its own. The package holds the model
-(``model``), the contract and the rules every backend keeps (``store``), and
-the backends: a JSON file with a journal (``file``).
+(``model``), the contract and the rules every backend keeps (``store``), the
+backends: a JSON file with a journal (``file``), PostgreSQL (``postgres``,
+optional: it needs psycopg), a variable (``memory``), and how a location and a
+workspace name become a store (``location``).
 """
 
 from kernelform.state.file import FileStateStore

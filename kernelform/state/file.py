@@ -98,6 +98,10 @@ class FileStateStore(StateStore):
     def __repr__(self) -> str:
         return f"FileStateStore({str(self.path)!r})"
 
+    @property
+    def identity(self) -> str:
+        return str(self.path.absolute())
+
     # -- reading ------------------------------------------------------------------
 
     def _load(self) -> State | None:
@@ -316,13 +320,14 @@ class FileStateStore(StateStore):
         finally:
             os.close(fd)
 
-    def _break_lock(self, holder: LockInfo) -> None:
+    def _break_lock(self, holder: LockInfo) -> str:
         try:
             os.unlink(self.lock_path)
         except (FileNotFoundError, NotADirectoryError):
-            return
+            return f"the lock file {self.lock_path} was already gone"
         except OSError as e:
             raise StateError(f"cannot remove lock file {self.lock_path}: {e.strerror}") from e
+        return f"removed the lock file {self.lock_path} ({holder.describe()})"
 
     def _acquire(self, timeout: float) -> int:
         deadline = time.monotonic() + max(timeout, 0.0)

@@ -63,10 +63,12 @@ class MemoryStateStore(StateStore):
         with self._cell.guard:
             stored = self._cell.state
             if stored is not None and stored.lineage == base.lineage:
-                if stored.serial != base.serial:
+                if stored.serial > base.serial:
                     raise self.stale(stored.serial, written)
-                self._cell.state = written
-                return
+                if stored.serial == base.serial:
+                    self._cell.state = written
+                    return
+        # Nothing stored, another lineage, or behind this run (an earlier write failed).
         self.write(base.edited(puts=puts, drops=drops))
 
     @contextmanager
@@ -92,8 +94,9 @@ class MemoryStateStore(StateStore):
     def lock_info(self) -> LockInfo | None:
         return self._cell.holder
 
-    def _break_lock(self, holder: LockInfo) -> None:
+    def _break_lock(self, holder: LockInfo) -> str:
         with self._cell.guard:
             if self._cell.holder is not holder:
                 raise StateError("the lock changed while it was being removed; try again")
             self._cell.holder = None
+        return f"removed the lock ({holder.describe()})"

@@ -28,7 +28,7 @@ import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,14 @@ from typing import Any
 from kernelform.errors import StaleState, StateCorrupt, StateError, StateLocked, StateWriteError
 from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.state.model import LockInfo, Resource, State, new_state
+
+
+@dataclass(frozen=True)
+class Unlocked:
+    """What ``force_unlock`` did: whose lock it was, and one sentence saying what was done."""
+
+    holder: LockInfo
+    done: str
 
 
 class StateStore(abc.ABC):
@@ -48,6 +56,12 @@ class StateStore(abc.ABC):
         self.recovery_dir = recovery_dir
         self.recovery_name = recovery_name
         self.hooks = hooks
+
+    @property
+    def identity(self) -> str:
+        """Which state this is, comparable across runs (a saved plan records it);
+        never holds a secret."""
+        return self.location
 
     # -- what a backend provides ---------------------------------------------------
 
@@ -76,8 +90,16 @@ class StateStore(abc.ABC):
         """Who holds the lock, or ``None`` if nobody does."""
 
     @abc.abstractmethod
-    def _break_lock(self, holder: LockInfo) -> None:
-        """Remove the lock (or holder record) of *holder*, whatever its state."""
+    def _break_lock(self, holder: LockInfo) -> str:
+        """Remove the lock (or holder record) of *holder*; say what was done, one sentence."""
+
+    def left_behind(self) -> LockInfo | None:
+        """A holder record left behind by a lock that is free (a backend that keeps
+        one apart from the lock itself); ``None`` by default."""
+        return None
+
+    def _clear_left_behind(self, record: LockInfo) -> None:  # noqa: B027
+        """Remove the record ``left_behind`` returned."""
 
     def close(self) -> None:  # noqa: B027  (a default, not an abstract method)
         """Release connections; the default holds none."""
@@ -86,6 +108,10 @@ class StateStore(abc.ABC):
         """Called once a run is done recording: a backend may compact here."""
 
     # -- the contract ----------------------------------------------------------------
+
+    def load(self) -> State | None:
+        """The stored state, or ``None`` when nothing is stored yet."""
+        return self._load()
 
     def read(self) -> State:
         """The stored state, or ``new_state()`` if none; never creates anything."""
@@ -148,11 +174,31 @@ class StateStore(abc.ABC):
         self._replace(written, previous=previous)
         return written
 
-    def force_unlock(self, lock_id: str) -> LockInfo:
-        """Break the lock whose id is *lock_id*; never one a live local process holds."""
+    def force_unlock(self, lock_id: str) -> Unlocked:
+        """Break the lock whose id is *lock_id*; never one a live local process holds.
+
+        A lock that is already free but left its holder record behind (the
+        PostgreSQL backend keeps one beside its advisory lock) only has that
+        record removed.
+        """
         holder = self.lock_info()
         if holder is None:
-            raise StateError(f"the state at {self.location} is not locked; nothing to unlock")
+            left = self.left_behind()
+            if left is None:
+                raise StateError(f"the state at {self.location} is not locked; nothing to unlock")
+            if left.id != lock_id:
+                raise StateError(
+                    f"the state at {self.location} is not locked; the holder record left by"
+                    f" its last lock is {left.id}, not {lock_id}; nothing was changed"
+                )
+            self._clear_left_behind(left)
+            return Unlocked(
+                holder=left,
+                done=(
+                    "the lock was already free (its holder is gone); removed the holder"
+                    f" record it left ({left.describe()})"
+                ),
+            )
         if holder.id and holder.id != lock_id:
             raise StateError(
                 f"the lock on the state at {self.location} is {holder.id}, not {lock_id}"
@@ -164,8 +210,7 @@ class StateStore(abc.ABC):
                 f" and that process is alive on this host; wait for it, or stop it"
                 f" (kill {holder.pid}) and its lock goes with it"
             )
-        self._break_lock(holder)
-        return holder
+        return Unlocked(holder=holder, done=self._break_lock(holder))
 
     # -- shared rules, for backends ------------------------------------------------------
 

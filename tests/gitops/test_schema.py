@@ -20,7 +20,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from kernelform.manifest.document import MAX_BYTES, Stop, compose, decode, new_yaml
-from kernelform.manifest.keys import SECTIONS
+from kernelform.manifest.keys import SECTIONS, TopKeys
 from kernelform.schema import manifest_schema
 from tests.kf import ROOT, run
 from tests.manifests import broken_cases
@@ -132,7 +132,9 @@ def test_cli_prints_it(tmp_path: Path) -> None:
 
 def test_keys_come_from_the_declarations() -> None:
     schema = manifest_schema()
-    assert set(schema["properties"]) == set(SECTIONS)
+    assert set(schema["properties"]) == {*SECTIONS, *TopKeys.model_fields}
+    for name, field in TopKeys.model_fields.items():
+        assert schema["properties"][name]["description"] == field.description
     for section in SECTIONS.values():
         entry = schema["$defs"][section.model.__name__]
         assert set(entry["properties"]) == set(section.model.model_fields)

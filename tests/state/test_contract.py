@@ -19,6 +19,7 @@ import pytest
 from kernelform.errors import StaleState, StateCorrupt, StateError, StateLocked
 from kernelform.state import FileStateStore, State, StateStore, new_state
 from kernelform.state.memory import MemoryStateStore
+from kernelform.state.postgres import PostgresStateStore
 from tests.state.helpers import resource
 
 Factory = Callable[[], StateStore]
@@ -34,15 +35,31 @@ def memory_backend(tmp_path: Path) -> Factory:
     return first.another
 
 
-BACKENDS: dict[str, Callable[[Path], Factory]] = {
-    "memory": memory_backend,
-    "file": file_backend,
+def postgres_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Factory]:
+    """A fresh schema in the session's cluster; every store made is closed after."""
+    url: str = request.getfixturevalue("pg_url")
+    made: list[PostgresStateStore] = []
+
+    def make() -> StateStore:
+        store = PostgresStateStore(url, recovery_dir=tmp_path / "recovery")
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Iterator[Factory]]] = {
+    "memory": lambda tmp_path, request: iter([memory_backend(tmp_path)]),
+    "file": lambda tmp_path, request: iter([file_backend(tmp_path)]),
+    "postgres": postgres_backend,
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
-    yield BACKENDS[request.param](tmp_path)
+    yield from BACKENDS[request.param](tmp_path, request)
 
 
 def recovery_files(store: StateStore) -> list[Path]:
@@ -161,3 +178,15 @@ def test_failed_writes_never_lose_the_run_state(backend: Factory) -> None:
     error = store.write_failed(wanted, OSError(28, "No space left on device"))
     assert error.recovery is not None
     assert State.from_dict(json.loads(Path(str(error.recovery)).read_text()), source="r") == wanted
+
+
+def test_a_record_after_a_failed_write_catches_up(backend: Factory) -> None:
+    """A run whose write failed goes on from what it meant to store (serial + 1): its
+    next record, based on a serial above the stored one, stores everything."""
+    store = backend()
+    stored = store.write(new_state().with_resource(resource("a")))
+    meant = dataclasses.replace(stored.with_resource(resource("b")), serial=stored.serial + 1)
+    written = store.record(meant, puts=[resource("c")])
+    assert written.serial == meant.serial + 1
+    read = backend().read()
+    assert sorted(read.resources) == ["a", "b", "c"] and read.serial == written.serial

@@ -435,7 +435,9 @@ def test_force_unlock_removes_a_lock_whose_holder_is_gone(store: FileStateStore)
     with pytest.raises(StateLocked) as locked, store.lock(operation="plan"):
         pass
     assert locked.value.breakable and locked.value.holder == elsewhere
-    assert store.force_unlock("far-away") == elsewhere
+    unlocked = store.force_unlock("far-away")
+    assert unlocked.holder == elsewhere
+    assert unlocked.done == f"removed the lock file {store.lock_path} ({elsewhere.describe()})"
     assert not store.lock_path.exists()
     with store.lock(operation="plan") as new:
         stuck.__exit__(None, None, None)
