@@ -55,7 +55,7 @@ def test_the_deployment_runs_watch_with_probes_on_its_metrics_port() -> None:
     checkout = Path(sync_args["root"]) / sync_args["link"]
     assert Path(options["manifest"]).parent == checkout
     mounts = {m["name"]: m["mountPath"] for m in watch["volumeMounts"]}
-    assert Path(options["state_path"]).parent == Path(mounts["state"])
+    assert Path(options["state"]).parent == Path(mounts["state"])
     assert Path(mounts["git"]) in checkout.parents
     secret = {e["name"]: e for e in watch["env"]}["JUPYTER_TOKEN"]
     assert "secretKeyRef" in secret["valueFrom"]  # never a token in the file
@@ -75,7 +75,7 @@ def test_the_systemd_unit_runs_watch_and_stops_it_with_sigterm() -> None:
     assert argv[0].endswith("/kernelform") and argv[1] == "watch"
     options = parse_watch(argv[2:])
     assert options["metrics_addr"] is None  # loopback only
-    assert Path(options["state_path"]).parent == Path("/var/lib") / service["StateDirectory"]
+    assert Path(options["state"]).parent == Path("/var/lib") / service["StateDirectory"]
     assert service["KillSignal"] == "SIGTERM" and service["Restart"] == "on-failure"
 
 
