@@ -1,5 +1,5 @@
 """Lets ``python -m kernelform`` run the command line."""
 
-from kernelform.cli import main
+from kernelform.cli import run
 
-main()
+run()
