@@ -23,16 +23,25 @@ import ipaddress
 import logging
 import os
 import re
+import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 from pydantic import BaseModel, ValidationError
 from requests.adapters import BaseAdapter, HTTPAdapter
-from urllib3.exceptions import MaxRetryError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 from urllib3.util.retry import Retry
 
 from kernelform.errors import (
@@ -105,7 +114,10 @@ class JupyterClient:
         self._session.trust_env = False
         if token:
             self._session.headers["Authorization"] = f"token {token}"
-        retry = Retry(
+        self._probe_lock = threading.Lock()
+        self._probed = False
+        retry = _ProbingRetry(
+            probe=self._probe_scheme,
             total=retries,
             connect=retries,
             read=retries,
@@ -284,6 +296,30 @@ class JupyterClient:
 
     # -- plumbing ----------------------------------------------------------------
 
+    def _probe_scheme(self, error: Exception) -> str | None:
+        """On this client's first transport failure: the scheme the server speaks, if it
+        is not the URL's (``"http"`` for an https URL, ``"https"`` for an http one).
+
+        An https URL on a plain-http server fails its TLS handshake by timeout (the
+        server waits for a request line that never comes), an http URL on a TLS port
+        by a reset: neither says why. One quick look at the port does.
+        """
+        parts = urlsplit(self.base_url)
+        suspicious = _HTTPS_SYMPTOMS if parts.scheme == "https" else _HTTP_SYMPTOMS
+        if not isinstance(error, suspicious) or _is_certificate_error(error):
+            return None
+        with self._probe_lock:
+            if self._probed:
+                return None
+            self._probed = True
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+        timeout = min(self.timeouts.connect, PROBE_TIMEOUT)
+        if parts.scheme == "https" and _speaks_plain_http(host, port, timeout=timeout):
+            return "http"
+        if parts.scheme == "http" and _speaks_tls(host, port, timeout=timeout):
+            return "https"
+        return None
+
     def _raise_if_unknown_spec(self, name: str, cause: ServerError) -> None:
         try:
             specs = self.list_kernelspecs().names
@@ -390,6 +426,14 @@ class JupyterClient:
     ) -> NoReturn:
         what = f"{method} {path}"
         detail = self._clean(_root_cause(error))
+        mismatch = _retry_reason(error)
+        if isinstance(mismatch, SchemeMismatch):
+            other = _with_scheme(self.server, mismatch.speaks)
+            spoken = "plain http" if mismatch.speaks == "http" else "https (TLS)"
+            raise ConnectError(
+                f"the server answers in {spoken}, not {urlsplit(self.server).scheme}: use {other}",
+                server=self.server,
+            ) from error
         if isinstance(error, requests.exceptions.SSLError):
             raise with_remedy(
                 ConnectError(f"TLS verification failed ({detail})", server=self.server),
@@ -484,6 +528,95 @@ class JupyterClient:
                 server=self.server,
             )
         return [self._model(model, item) for item in data]
+
+
+PROBE_TIMEOUT = 2.0
+_HTTPS_SYMPTOMS = (ReadTimeoutError, ConnectTimeoutError, SSLError, ProtocolError)
+_HTTP_SYMPTOMS = (ProtocolError,)
+
+
+class SchemeMismatch(Exception):
+    """The server speaks *speaks* (``http``/``https``), not the URL's scheme.
+
+    Raised from inside urllib3's retries (as the reason of a ``MaxRetryError``),
+    so that nothing is retried once the cause is known.
+    """
+
+    def __init__(self, speaks: str) -> None:
+        self.speaks = speaks
+        super().__init__(f"the server speaks {speaks}")
+
+
+class _ProbingRetry(Retry):
+    """urllib3's ``Retry`` that asks *probe* about the first failure before retrying it."""
+
+    def __init__(
+        self, *args: Any, probe: Callable[[Exception], str | None] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.probe = probe
+
+    def new(self, **kw: Any) -> _ProbingRetry:
+        new = super().new(**kw)
+        new.probe = self.probe
+        return new
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> _ProbingRetry:
+        if error is not None and response is None and self.probe is not None:
+            speaks = self.probe(error)
+            if speaks is not None:
+                raise MaxRetryError(_pool, url or "", SchemeMismatch(speaks)) from error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+def _is_certificate_error(error: Exception) -> bool:
+    """A TLS server whose certificate is not trusted: the scheme is right."""
+    text = str(error)
+    return "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text
+
+
+def _speaks_plain_http(host: str, port: int, *, timeout: float) -> bool:
+    """Whether the port answers a plain-text request with an HTTP status line."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"GET / HTTP/1.0\r\nHost: " + host.encode("idna") + b"\r\n\r\n")
+            head = b""
+            while len(head) < 5:
+                chunk = sock.recv(5 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except (OSError, UnicodeError):
+        return False
+    return head == b"HTTP/"
+
+
+def _speaks_tls(host: str, port: int, *, timeout: float) -> bool:
+    """Whether the port completes a TLS handshake (any certificate)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as sock,
+            context.wrap_socket(sock, server_hostname=host or None),
+        ):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _with_scheme(url: str, scheme: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((scheme, parts.netloc, parts.path, "", ""))
 
 
 def display_url(url: str) -> str:
