@@ -207,6 +207,24 @@ class JupyterClient:
     def list_kernelspecs(self) -> KernelSpecs:
         return self._model(KernelSpecs, self._json("GET", "api/kernelspecs"))
 
+    def path_kind(self, path: str) -> str | None:
+        """What the contents API says *path* (under the root) is: ``directory``, ``file``
+        or ``notebook``; None when it answers 404 (nothing there, or no contents API:
+        ask for ``""``, the root, to tell which)."""
+        quoted = quote(path.strip("/"))
+        try:
+            body = self._json("GET", f"api/contents/{quoted}?content=0")
+        except ServerError as e:
+            if e.status == 404:
+                return None
+            raise
+        kind = body.get("type") if isinstance(body, dict) else None
+        if not isinstance(kind, str):
+            raise BadResponse(
+                f"GET api/contents/{quoted} did not say what the path is", server=self.server
+            )
+        return kind
+
     def server_version(self) -> tuple[int, ...] | None:
         """The jupyter_server version from ``GET api``, or None when it does not say."""
         body = self._json("GET", "api")

@@ -500,7 +500,9 @@ class _Runner:
         try:
             self._hooks.before_start(change.address)
             recipe = change.recipe
-            kernel = client.start_kernel(recipe.spec, path=recipe.cwd, kernel_id=chosen)
+            # No cwd: the server's root (as a notebook at the top), not the server
+            # process's own working directory, where a start without a path runs.
+            kernel = client.start_kernel(recipe.spec, path=recipe.cwd or "", kernel_id=chosen)
             self._hooks.after_start(change.address, kernel.id)
         except (RequestTimeout, ConnectError):
             raise  # it may have started: the pending record lets the next run find out

@@ -9,7 +9,7 @@ and marks the silent ones. The planner never does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -28,6 +28,8 @@ class LiveServer:
     specs: tuple[str, ...] = ()
     accepts_kernel_id: bool = False
     unresponsive: frozenset[str] = frozenset()
+    missing_dirs: Mapping[str, str] = field(default_factory=dict)  # cwd → what is wrong
+    unchecked_dirs: frozenset[str] = frozenset()  # cwds not checked: no contents API
 
     _by_kernel: Mapping[str, tuple[str, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -67,6 +69,8 @@ class LiveServer:
             "specs": list(self.specs),
             "accepts_kernel_id": self.accepts_kernel_id,
             "unresponsive": sorted(self.unresponsive),
+            "missing_dirs": dict(self.missing_dirs),
+            "unchecked_dirs": sorted(self.unchecked_dirs),
         }
 
     @classmethod
@@ -79,27 +83,63 @@ class LiveServer:
             specs=tuple(data.get("specs", [])),
             accepts_kernel_id=bool(data.get("accepts_kernel_id", False)),
             unresponsive=frozenset(data.get("unresponsive", ())),
+            missing_dirs=dict(data.get("missing_dirs", {})),
+            unchecked_dirs=frozenset(data.get("unchecked_dirs", ())),
         )
 
 
-def read_server(name: str, client: KernelServer) -> LiveServer:
-    """Read one server: kernels, sessions, kernelspecs and its version."""
+def read_server(name: str, client: KernelServer, dirs: Collection[str] = ()) -> LiveServer:
+    """Read one server: kernels, sessions, kernelspecs, its version, and whether *dirs*
+    (the declared cwds of its kernels) are directories there."""
     kernels = client.list_kernels()
+    missing, unchecked = read_dirs(client, dirs)
     return LiveServer(
         name=name,
         kernels={k.id: k for k in kernels},
         sessions=tuple(client.list_sessions()),
         specs=tuple(client.list_kernelspecs().names),
         accepts_kernel_id=client.accepts_kernel_id(),
+        missing_dirs=missing,
+        unchecked_dirs=unchecked,
     )
 
 
-def gather_facts(clients: Mapping[str, KernelServer]) -> dict[str, LiveServer]:
-    """Read every server in parallel; the first error (by server name) is raised."""
+def read_dirs(client: KernelServer, dirs: Collection[str]) -> tuple[dict[str, str], frozenset[str]]:
+    """Which of *dirs* are not directories on the server (and why), and which could
+    not be checked at all.
+
+    A kernel started in a path that does not exist runs, silently, in its nearest
+    existing parent. One request per distinct path; when some answer 404, one more
+    for the root tells a missing path from a server without the contents API (a
+    kernel gateway), whose paths are then all left unchecked.
+    """
+    missing: dict[str, str] = {}
+    for path in sorted(set(dirs)):
+        kind = client.path_kind(path)
+        if kind is None:
+            missing[path] = "does not exist"
+        elif kind != "directory":
+            missing[path] = f"is a {kind}, not a directory"
+    if "does not exist" in missing.values() and client.path_kind("") is None:
+        return {}, frozenset(dirs)
+    return missing, frozenset()
+
+
+def gather_facts(
+    clients: Mapping[str, KernelServer], dirs: Mapping[str, Collection[str]] | None = None
+) -> dict[str, LiveServer]:
+    """Read every server in parallel; the first error (by server name) is raised.
+
+    *dirs* names, per server, the paths to check as working directories.
+    """
     if not clients:
         return {}
+    wanted = dirs or {}
     with ThreadPoolExecutor(max_workers=min(len(clients), 16)) as pool:
-        futures = {name: pool.submit(read_server, name, c) for name, c in clients.items()}
+        futures = {
+            name: pool.submit(read_server, name, c, wanted.get(name, ()))
+            for name, c in clients.items()
+        }
         return {name: futures[name].result() for name in sorted(futures)}
 
 

@@ -121,6 +121,7 @@ def make_plan(
     ctx = _Context(live=live, now=now, force=force, searches=_search_lost_starts(state, live))
     declared = manifest.desired()
     _check_specs(declared, live, targets)
+    _check_dirs(manifest, declared, live, targets)
     desired = [d for d in declared if matches_target(d.address, targets)]
     claimed = _claim_resources(declared, state)
     changes: list[Change] = []
@@ -191,6 +192,33 @@ def _check_specs(
             message = (
                 f"kernel {item.kernel!r} asks for kernelspec {spec!r}, which server "
                 f"{item.server!r} does not have; it has: {', '.join(server.specs) or 'none'}"
+            )
+            if message not in problems:
+                problems.append(message)
+    if problems:
+        raise PlanError("\n".join(problems))
+
+
+def _check_dirs(
+    manifest: Manifest,
+    declared: Sequence[Desired],
+    live: Mapping[str, LiveServer],
+    targets: Sequence[str],
+) -> None:
+    """A declared cwd that is not a directory on its server fails the plan: the server
+    would start the kernel in the nearest existing parent instead, silently."""
+    problems: list[str] = []
+    for item in declared:
+        server = live.get(item.server)
+        cwd = item.keys.cwd
+        if server is None or cwd is None or not matches_target(item.address, targets):
+            continue
+        wrong = server.missing_dirs.get(cwd)
+        if wrong is not None:
+            url = manifest.servers[item.server].url
+            message = (
+                f"kernel {item.kernel!r} has cwd {cwd!r}, which {wrong} on server"
+                f" {item.server!r} ({url}); create it there, or fix the cwd"
             )
             if message not in problems:
                 problems.append(message)

@@ -32,6 +32,10 @@ class KernelServer(Protocol):
 
     def list_kernelspecs(self) -> KernelSpecs: ...
 
+    def path_kind(self, path: str) -> str | None:
+        """``directory``, ``file``, ``notebook`` (contents API), or None for a 404."""
+        ...
+
     def accepts_kernel_id(self) -> bool:
         """Whether a start may choose the kernel's id (so that a rerun starts no twin)."""
         ...

@@ -165,6 +165,9 @@ class FakeJupyter:
     def accepts_kernel_id(self) -> bool:
         return self._accepts_kernel_id
 
+    def path_kind(self, path: str) -> str | None:
+        return "directory"  # every declared cwd exists here
+
     def start_kernel(
         self, name: str = "python3", *, path: str | None = None, kernel_id: str | None = None
     ) -> Kernel:

@@ -10,8 +10,9 @@ through, then ``times`` of them are faulted, or all with ``times=None``) to:
     answer's status line and headers and reset the connection (``SO_LINGER`` 0);
 ``RESET_BODY``
     the same, but the headers are sent whole and the body only half;
-``HTTP_500`` / ``HTTP_503`` / ``HTTP_403``
-    answer that status with a JSON ``{"message": ...}`` body, without forwarding;
+``HTTP_500`` / ``HTTP_503`` / ``HTTP_403`` / ``HTTP_404``
+    answer that status with a JSON ``{"message": ...}`` body, without forwarding
+    (404: an endpoint the server does not have, as a gateway lacks ``api/contents``);
 ``SLOW``
     hold the request until ``release()`` (or ``delay`` seconds, or ``close()``),
     then forward it, so the server acts late, after the client gave up.
@@ -72,15 +73,17 @@ class Kind(str, Enum):
     HTTP_500 = "http-500"
     HTTP_503 = "http-503"
     HTTP_403 = "http-403"
+    HTTP_404 = "http-404"
     SLOW = "slow"
     DIE = "die"
 
 
-STATUS_OF = {Kind.HTTP_500: 500, Kind.HTTP_503: 503, Kind.HTTP_403: 403}
+STATUS_OF = {Kind.HTTP_500: 500, Kind.HTTP_503: 503, Kind.HTTP_403: 403, Kind.HTTP_404: 404}
 MESSAGE_OF = {
     Kind.HTTP_500: "Injected failure by the fault proxy",
     Kind.HTTP_503: "Service Unavailable (injected)",
     Kind.HTTP_403: "Forbidden",
+    Kind.HTTP_404: "Not Found",
 }
 
 

@@ -451,8 +451,12 @@ def launch(
     attempts: int = 3,
     app: ServerApp = JUPYTER_SERVER,
     port: int | None = None,
+    process_cwd: Path | None = None,
 ) -> JupyterServer:
     """Start a jupyter server (of kind *app*) under *workdir* and wait until it answers.
+
+    The server process runs in its root directory, or in *process_cwd* (to tell
+    where a kernel started without a path runs).
 
     A port taken between choosing it and the server binding it makes the start
     fail fast (``port_retries=0``); it is retried on a new port up to *attempts* times.
@@ -469,6 +473,7 @@ def launch(
             attempt=attempt,
             app=app,
             port=port,
+            process_cwd=process_cwd,
         )
         try:
             _wait_until_up(server, timeout, ready_path=app.ready_path)
@@ -495,6 +500,7 @@ def _spawn(
     attempt: int,
     app: ServerApp = JUPYTER_SERVER,
     port: int | None = None,
+    process_cwd: Path | None = None,
 ) -> JupyterServer:
     workdir = workdir.resolve()
     root = workdir / "root"
@@ -551,7 +557,7 @@ def _spawn(
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             argv,
-            cwd=root,
+            cwd=process_cwd or root,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -548,7 +548,9 @@ def check_after(
         assert running[r.server, r.kernel_id] == r.recipe.spec, f"{r.address} runs another spec"
         if cwd_of is not None and (r.server, r.kernel_id) not in before.adopted:
             # (an adopted kernel was found by spec: the API does not tell a kernel's cwd)
-            assert cwd_of[r.server, r.kernel_id] == r.recipe.cwd, f"{r.address} runs elsewhere"
+            # No cwd is the server's root: kernelform starts such a kernel with path "".
+            where = cwd_of[r.server, r.kernel_id] or ""
+            assert where == (r.recipe.cwd or ""), f"{r.address} runs elsewhere"
     # (e) every declared address recorded as declared, unless its change was blocked
     desired = {d.address: d for d in manifest.desired()}
     for address, item in desired.items():
