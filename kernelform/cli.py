@@ -22,8 +22,8 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from enum import Enum
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from enum import Enum, Flag, auto
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -252,7 +252,15 @@ def _env_seconds(name: str) -> float | None:
 
 def raw_command(function: Callable[..., Any]) -> Callable[..., None]:
     """Turn ``function(client, **args) -> JSON-able`` into a ``kernels`` subcommand."""
+    return _raw(function, show=emit_json)
 
+
+def raw_action(function: Callable[..., Any]) -> Callable[..., None]:
+    """A ``kernels`` subcommand whose answer is a one-line JSON confirmation."""
+    return _raw(function, show=lambda data: emit(json.dumps(data)))
+
+
+def _raw(function: Callable[..., Any], *, show: Callable[[Any], None]) -> Callable[..., None]:
     @server_options
     @wraps(function)
     def command(
@@ -264,7 +272,7 @@ def raw_command(function: Callable[..., Any]) -> Callable[..., None]:
             with open_client(
                 server=server, token=token, timeout=timeout, ca_bundle=ca_bundle, insecure=insecure
             ) as client:
-                emit_json(function(client, **args))
+                show(function(client, **args))
         except KernelformError as e:
             e.hint = raw_hint(e)
             raise
@@ -361,20 +369,20 @@ def kernels_restart(client: JupyterClient, kernel_id: str) -> Any:
 
 @kernels.command("interrupt")
 @click.argument("kernel_id")
-@raw_command
+@raw_action
 def kernels_interrupt(client: JupyterClient, kernel_id: str) -> Any:
-    """Interrupt what a kernel is running."""
+    """Interrupt what a kernel is running; prints {"interrupt": KERNEL_ID}."""
     client.interrupt_kernel(kernel_id)
-    return None
+    return {"interrupt": kernel_id}
 
 
 @kernels.command("shutdown")
 @click.argument("kernel_id")
-@raw_command
+@raw_action
 def kernels_shutdown(client: JupyterClient, kernel_id: str) -> Any:
-    """Shut a kernel down."""
+    """Shut a kernel down; prints {"shutdown": KERNEL_ID}."""
     client.shutdown_kernel(kernel_id)
-    return None
+    return {"shutdown": kernel_id}
 
 
 @kernels.command("sessions")
@@ -409,7 +417,22 @@ def parse_lock_timeout(ctx: click.Context, param: click.Parameter, value: str) -
         raise click.BadParameter(str(e)) from e
 
 
-def _workspace_options(command: F) -> F:
+class Shared(Flag):
+    """Which of the options every manifest command may share a command takes.
+
+    A command lists only the options that do something for it: ``validate``
+    reads the manifest alone, ``force-unlock`` needs to find the state but
+    neither waits for the lock nor prints in colour.
+    """
+
+    MANIFEST = auto()
+    STATE = auto()
+    LOCK = auto()
+    COLOR = auto()
+    ALL = MANIFEST | STATE | LOCK | COLOR
+
+
+def _workspace_options(command: F, shared: Shared = Shared.ALL) -> F:
     options = [
         click.option(
             "-f",
@@ -421,33 +444,46 @@ def _workspace_options(command: F) -> F:
             envvar="KERNELFORM_FILE",
             help="The manifest [env: KERNELFORM_FILE].",
         ),
-        click.option(
-            "--state",
-            "state",
-            default=None,
-            envvar=STATE_ENV,
-            metavar="PATH|URL",
-            help="Where the state lives: a file, or a postgresql:// URL [env: KERNELFORM_STATE;"
-            " else the manifest's 'state:', else .kernelform/state.json next to the manifest].",
-        ),
-        click.option(
-            "-w",
-            "--workspace",
-            default="default",
-            show_default=True,
-            envvar="KERNELFORM_WORKSPACE",
-            help="Which of the independent states kept there [env: KERNELFORM_WORKSPACE].",
-        ),
-        click.option(
-            "--lock-timeout",
-            default="0s",
-            callback=parse_lock_timeout,
-            show_default=True,
-            metavar="DURATION",
-            help="How long to wait for the state lock (e.g. 60s, 5m).",
-        ),
-        click.option("--no-color", is_flag=True, help="No colour (also: NO_COLOR, or a pipe)."),
     ]
+    if Shared.STATE in shared:
+        options.append(
+            click.option(
+                "--state",
+                "state",
+                default=None,
+                envvar=STATE_ENV,
+                metavar="PATH|URL",
+                help="Where the state lives: a file, or a postgresql:// URL [env: KERNELFORM_STATE;"
+                " else the manifest's 'state:', else .kernelform/state.json next to the manifest].",
+            )
+        )
+        options.append(
+            click.option(
+                "-w",
+                "--workspace",
+                default="default",
+                show_default=True,
+                envvar="KERNELFORM_WORKSPACE",
+                help="Which of the independent states kept there [env: KERNELFORM_WORKSPACE].",
+            )
+        )
+    if Shared.LOCK in shared:
+        options.append(
+            click.option(
+                "--lock-timeout",
+                default="0s",
+                callback=parse_lock_timeout,
+                show_default=True,
+                metavar="DURATION",
+                help="How long to wait for the state lock (e.g. 60s, 5m).",
+            )
+        )
+    if Shared.COLOR in shared:
+        options.append(
+            click.option(
+                "--no-color", is_flag=True, help="No colour (also: NO_COLOR, TERM=dumb, or a pipe)."
+            )
+        )
     for option in reversed(options):
         command = option(command)
     return command
@@ -513,7 +549,7 @@ def parse_wait_timeout(
 
 
 def workspace_command(
-    *, planning: bool = False, waiting: bool = False
+    *, planning: bool = False, waiting: bool = False, shared: Shared = Shared.ALL
 ) -> Callable[[Callable[..., None]], Any]:
     """Add the options every manifest command shares, and hand the command a
     ``Workspace`` built from them (and a ``Printer``) instead of the raw options.
@@ -527,10 +563,10 @@ def workspace_command(
         def command(
             *,
             manifest: Path,
-            state: str | None,
-            workspace: str,
-            lock_timeout: float,
-            no_color: bool,
+            state: str | None = None,
+            workspace: str = "default",
+            lock_timeout: float = 0.0,
+            no_color: bool = False,
             targets: tuple[str, ...] = (),
             force: bool = False,
             parallelism: int = 10,
@@ -562,7 +598,7 @@ def workspace_command(
 
         decorated = _plan_options(command) if planning else command
         decorated = _wait_options(decorated) if waiting else decorated
-        return _workspace_options(decorated)
+        return _workspace_options(decorated, shared)
 
     return decorate
 
@@ -571,7 +607,9 @@ class Printer:
     """The one place that writes human output, in colour or not."""
 
     def __init__(self, *, no_color: bool) -> None:
-        self.color = not no_color and not os.environ.get("NO_COLOR")
+        self.color = (
+            not no_color and not os.environ.get("NO_COLOR") and os.environ.get("TERM", "") != "dumb"
+        )
 
     def lines(self, lines: Iterable[Line], *, err: bool = False) -> None:
         for parts in lines:
@@ -605,7 +643,7 @@ def warn_clear_text(workspace: Workspace) -> None:
 
 
 @cli.command()
-@workspace_command()
+@workspace_command(shared=Shared.MANIFEST)
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 def validate(workspace: Workspace, printer: Printer, files: tuple[Path, ...]) -> None:
     """Check the manifest (or each of FILES) without contacting any server.
@@ -644,9 +682,9 @@ def validate(workspace: Workspace, printer: Printer, files: tuple[Path, ...]) ->
 @click.option("--markdown", "as_markdown", is_flag=True, help="Print the plan as Markdown.")
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
     default=None,
-    help="Save the plan to this file, for 'kernelform apply FILE'.",
+    help="Save the plan to this file, for 'kernelform apply FILE' ('-': print it on stdout).",
 )
 @click.option(
     "--detailed-exitcode",
@@ -668,28 +706,40 @@ def plan(
     output = output_of(as_json=as_json, as_markdown=as_markdown)
     warn_clear_text(workspace)
     with workspace.locked("plan"):
-        computed, _, _ = workspace.plan()
-    if out is not None:
+        computed, live, _ = workspace.plan()
+    warn_targeting(computed.targets)
+    warn_unchecked_dirs(live)
+    to_stdout = out is not None and str(out) == "-"
+    if out is not None and not to_stdout:
         save_plan(computed, out)
     markdown = render_plan_markdown(computed)
-    if output is Output.JSON:
+    if output is Output.JSON or to_stdout:
         emit_json(computed.to_dict())
-    elif output is Output.MARKDOWN:
+    if output is Output.MARKDOWN:
         emit(markdown, nl=False)
-    else:
-        printer.lines(render_plan(computed))
-        if out is not None:
-            emit(f"\nSaved the plan to {out}; run 'kernelform apply {out}' to carry it out.")
+    elif output is Output.HUMAN:
+        printer.lines(render_plan(computed), err=to_stdout)  # stdout holds the JSON plan
+        if out is not None and not to_stdout:
+            emit(
+                f"\nSaved the plan to {out} (manifest {computed.manifest_path}); run"
+                f" 'kernelform apply {out}' to carry it out."
+            )
     publish(markdown, computed.blocked)
     if detailed_exitcode and computed.has_changes:
         raise Exit(EXIT_CHANGES)
 
 
 def save_plan(computed: KfPlan, out: Path) -> None:
+    """Write *computed* to *out*, with the manifest's path relative to it (see
+    ``locate_manifest``)."""
+    from dataclasses import replace
+
     from kernelform.errors import PlanError
 
+    relative = os.path.relpath(computed.manifest_path, out.absolute().parent)
+    data = replace(computed, manifest_relative=relative).to_dict()
     try:
-        out.write_text(json.dumps(computed.to_dict(), indent=2) + "\n", encoding="utf-8")
+        out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     except OSError as e:
         raise PlanError(f"cannot save the plan to {out}: {e.strerror or e}") from e
 
@@ -707,18 +757,56 @@ def load_plan(path: Path) -> KfPlan:
     return Plan.from_dict(data, source=str(path))
 
 
-def confirm(question: str, *, auto_approve: bool, flag: str = "--auto-approve") -> None:
+PROMPT = "  Only 'yes' will be accepted"
+
+
+def confirm(
+    question: str,
+    *,
+    auto_approve: bool,
+    cancelled: str,
+    flag: str = "--auto-approve",
+    doing: str = "apply",
+) -> None:
+    """Ask *question*; go on only on ``yes``, else print *cancelled* and exit 1.
+
+    On a terminal the answer is prompted for; otherwise it is read from stdin,
+    as Terraform does (``echo yes | kernelform apply``). A stdin that is closed
+    or gives nothing is refused with one line naming *flag* (which would
+    *doing* without asking).
+    """
     if auto_approve:
         return
-    if not sys.stdin.isatty():
-        raise click.UsageError(
-            f"no terminal to ask for confirmation; pass {flag} to go ahead without asking"
-        )
     emit(question)
-    answer = click.prompt("  Only 'yes' will be accepted", default="", show_default=False)
+    if sys.stdin is not None and sys.stdin.isatty():
+        try:
+            answer = click.prompt(PROMPT, default="", show_default=False)
+        except click.Abort:
+            emit(err=True)  # Ctrl-C or Ctrl-D left the cursor after the prompt
+            raise
+    else:
+        answer = piped_answer(flag=flag, doing=doing)
     if answer.strip() != "yes":
-        emit("Apply cancelled; nothing was changed.")
+        emit(cancelled)
         raise Exit(EXIT_ERROR)
+
+
+def piped_answer(*, flag: str, doing: str) -> str:
+    """The answer on a stdin that is not a terminal: its first line."""
+    from kernelform.errors import KernelformError
+
+    refusal = (
+        f"no terminal to ask for confirmation and no answer on stdin; pass {flag} to "
+        f"{doing} without asking (or pipe 'yes' into it)"
+    )
+    try:
+        line = sys.stdin.readline() if sys.stdin is not None else ""
+    except (OSError, ValueError):  # closed, or not readable
+        line = ""
+    if not line:
+        raise KernelformError(refusal)
+    emit(f"{PROMPT}: (the answer was read from stdin)")
+    return line
 
 
 def carry_out(
@@ -750,6 +838,11 @@ def carry_out(
         on_outcome=lambda outcome: printer.lines(
             [outcome_line(outcome)], err=output is not Output.HUMAN
         ),
+        on_interrupt=lambda in_flight: emit(
+            f"\nInterrupted: nothing new is started; waiting for the {in_flight} action(s)"
+            " in flight to finish and be recorded (Ctrl-C again to stop at once).",
+            err=True,
+        ),
     )
     conclude(report, computed, printer, output)
 
@@ -765,11 +858,13 @@ def conclude(report: Report, computed: KfPlan, printer: Printer, output: Output)
         emit_json(report_document(report, computed))
     elif output is Output.MARKDOWN:
         emit(markdown, nl=False)
-    elif not report.outcomes and not report.blocked:
+    elif not report.outcomes and not report.blocked and not report.skipped:
         emit("Nothing to do.")
     else:
         printer.lines(render_report(report, destroy=computed.destroy))
     publish(markdown, report.blocked)
+    if report.interrupted:
+        raise Exit(EXIT_INTERRUPTED)
     if report.failed:
         failed = ", ".join(o.change.address for o in report.failed)
         emit(
@@ -812,32 +907,91 @@ def apply(
     output = output_of(as_json=as_json, as_markdown=as_markdown)
     never_asks("apply", output, auto_approve=auto_approve, saved=plan_file is not None)
     if plan_file is not None:
-        saved = load_plan(plan_file)
-        with open_workspace(for_saved_plan(workspace.settings, saved)) as planned:
-            warn_clear_text(planned)
-            with planned.locked("apply"):
-                live, state = planned.check_saved(saved)
-                carry_out(planned, saved, live=live, state=state, printer=printer, output=output)
+        apply_saved(workspace, printer, plan_file, output=output)
         return
     warn_clear_text(workspace)
     with workspace.locked("apply"):
         computed, live, state = workspace.plan(destroy=False)
+        warn_targeting(computed.targets)
+        warn_unchecked_dirs(live)
         if output is Output.HUMAN:
             printer.lines(render_plan(computed))
         if computed.runnable and output is Output.HUMAN:
             emit()
-            confirm("Do you want to perform these actions?", auto_approve=auto_approve)
+            confirm(
+                "Do you want to perform these actions?",
+                auto_approve=auto_approve,
+                cancelled="Apply cancelled; nothing was changed.",
+            )
         carry_out(workspace, computed, live=live, state=state, printer=printer, output=output)
 
 
-def for_saved_plan(settings: Settings, saved: KfPlan) -> Settings:
-    """A saved plan brings its targets, and its manifest unless -f names one."""
+def apply_saved(workspace: Workspace, printer: Printer, plan_file: Path, *, output: Output) -> None:
+    """Carry out the saved plan in *plan_file*, exactly: options that would change it are
+    refused, never ignored; --parallelism and the wait options are honoured."""
+    from kernelform.errors import PlanError
+
+    settings = workspace.settings
+    given = [
+        flag for flag, on in (("--target", settings.targets), ("--force", settings.force)) if on
+    ]
+    if given:
+        raise PlanError(
+            f"{' and '.join(given)} cannot be used with a saved plan, which carries out exactly"
+            f" what was planned (its own targets and --force included); make a new plan with"
+            f" {'them' if len(given) > 1 else 'it'}: 'kernelform plan {given[0]} … --out FILE'"
+        )
+    saved = load_plan(plan_file)
+    with open_workspace(for_saved_plan(settings, saved, plan_file)) as planned:
+        made = f", made {saved.created_at:%Y-%m-%d %H:%M:%S %Z}" if saved.created_at else ""
+        emit(
+            f"Applying the saved plan {plan_file} (manifest {planned.manifest.path}{made}).",
+            err=output is not Output.HUMAN,
+        )
+        warn_targeting(saved.targets)
+        warn_clear_text(planned)
+        with planned.locked("apply"):
+            live, state = planned.check_saved(saved)
+            carry_out(planned, saved, live=live, state=state, printer=printer, output=output)
+
+
+def for_saved_plan(settings: Settings, saved: KfPlan, plan_file: Path) -> Settings:
+    """A saved plan brings its targets, and its manifest unless -f (or KERNELFORM_FILE)
+    names one."""
     from dataclasses import replace
 
+    from kernelform.errors import KernelformError
+    from kernelform.workspace import locate_manifest
+
     manifest = settings.manifest_path
-    if manifest == Path(DEFAULT_MANIFEST) and saved.manifest_path:
-        manifest = Path(saved.manifest_path)
+    source = click.get_current_context().get_parameter_source("manifest")
+    if source in (None, click.core.ParameterSource.DEFAULT) and saved.manifest_path:
+        try:
+            manifest = locate_manifest(saved, plan_file)
+        except KernelformError as e:
+            e.hint = "name it with -f FILE"
+            raise
     return replace(settings, manifest_path=manifest, targets=saved.targets)
+
+
+def warn_targeting(targets: Sequence[str]) -> None:
+    """Terraform's "resource targeting is in effect": once, whenever targets limit a run."""
+    if targets:
+        warn(
+            f"targeting is in effect ({', '.join(targets)}): only these kernels are planned"
+            " and prune is skipped, so changes the manifest asks for elsewhere are left out"
+        )
+
+
+def warn_unchecked_dirs(live: Mapping[str, LiveServer]) -> None:
+    """Say once per server that its kernels' cwd could not be checked (no contents API)."""
+    for name, server in sorted(live.items()):
+        if server.unchecked_dirs:
+            warn(
+                f"server {name!r} has no contents API (api/contents answers 404), so the cwd"
+                f" of its kernels ({', '.join(sorted(server.unchecked_dirs))}) could not be"
+                " checked; a missing one would be replaced by its nearest existing parent"
+            )
 
 
 @cli.command()
@@ -855,11 +1009,17 @@ def destroy(
     warn_clear_text(workspace)
     with workspace.locked("destroy"):
         computed, live, state = workspace.plan(destroy=True)
+        warn_targeting(computed.targets)
         if output is Output.HUMAN:
             printer.lines(render_plan(computed))
         if computed.runnable and output is Output.HUMAN:
             emit()
-            confirm("Do you really want to shut down these kernels?", auto_approve=auto_approve)
+            confirm(
+                "Do you really want to shut down these kernels?",
+                auto_approve=auto_approve,
+                cancelled="Destroy cancelled; nothing was changed.",
+                doing="destroy",
+            )
         carry_out(workspace, computed, live=live, state=state, printer=printer, output=output)
 
 
@@ -875,7 +1035,7 @@ def import_(workspace: Workspace, printer: Printer, address: str, kernel_id: str
 
 
 @cli.command("force-unlock")
-@workspace_command()
+@workspace_command(shared=Shared.MANIFEST | Shared.STATE)
 @click.argument("lock_id")
 @click.option("--force", "without_asking", is_flag=True, help="Do not ask for confirmation.")
 def force_unlock(
@@ -893,6 +1053,7 @@ def force_unlock(
     if holder is None and workspace.store.left_behind() is None:
         emit(f"The state at {workspace.store.location} is not locked; nothing to unlock.")
         return
+    workspace.store.check_unlock(lock_id, holder)  # refuses a live holder, a wrong id
     if holder is not None and not without_asking:
         emit(
             f"The lock {lock_id} on the state at {workspace.store.location} is {holder.describe()}."
@@ -901,7 +1062,9 @@ def force_unlock(
             "Removing it lets another run in while that one may still be writing.\n"
             "Do you really want to remove the lock?",
             auto_approve=False,
+            cancelled="Unlock cancelled; the lock was kept.",
             flag="--force",
+            doing="unlock",
         )
     unlocked = workspace.store.force_unlock(lock_id)
     emit(f"Removed the lock {lock_id}: {unlocked.done}.")
@@ -932,28 +1095,41 @@ def state_list(workspace: Workspace, printer: Printer, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
+    if not rows:
+        emit(f"The state at {workspace.store.location} is empty: no kernel is managed.", err=True)
+        return
+    line = "{address:<24} {server:<12} {kernel_id:<36}  {spec}"
+    if sys.stdout.isatty():
+        emit(line.format(address="ADDRESS", server="SERVER", kernel_id="KERNEL ID", spec="SPEC"))
     for row in rows:
-        emit(f"{row['address']:<24} {row['server']:<12} {row['kernel_id']}  {row['spec']}")
+        emit(line.format(**row).rstrip())
 
 
 @state.command("show")
 @workspace_command()
 @click.argument("address")
 def state_show(workspace: Workspace, printer: Printer, address: str) -> None:
-    """Show everything recorded for ADDRESS, as JSON."""
-    from kernelform.errors import StateError
+    """Show everything recorded for ADDRESS, as JSON.
 
-    resources = workspace.store.read().resources
-    if address not in resources:
-        raise StateError(f"{address} is not in the state; see 'kernelform state list'")
-    emit_json(resources[address].to_dict())
+    A base address (etl) covers its replicas (etl[0], etl[1], ...), as --target
+    does; when it covers more than one, the records are printed as a JSON list.
+    """
+    from kernelform.workspace import recorded_addresses
+
+    state = workspace.store.read()
+    resources = state.resources
+    chosen = recorded_addresses([address], state)
+    if chosen == [address]:
+        emit_json(resources[address].to_dict())
+        return
+    emit_json([resources[a].to_dict() for a in chosen])
 
 
 @state.command("rm")
 @workspace_command()
 @click.argument("addresses", nargs=-1, required=True)
 def state_rm(workspace: Workspace, printer: Printer, addresses: tuple[str, ...]) -> None:
-    """Forget ADDRESSES without shutting their kernels down."""
+    """Forget ADDRESSES without shutting their kernels down (etl covers etl[0], ...)."""
     with workspace.locked("state rm"):
         removed = workspace.forget(addresses)
     for resource in removed:

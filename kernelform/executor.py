@@ -121,12 +121,14 @@ class Report:
     """Everything one apply did, failed to do, or left blocked.
 
     ``skipped`` are runnable changes never started because the run was asked
-    to stop (or a state write failed) first.
+    to stop (or a state write failed) first; ``interrupted`` says the stop was
+    a Ctrl-C (see ``execute``).
     """
 
     outcomes: tuple[Outcome, ...]
     blocked: tuple[Change, ...]
     skipped: tuple[Change, ...] = ()
+    interrupted: bool = False
 
     @property
     def failed(self) -> tuple[Outcome, ...]:
@@ -140,10 +142,13 @@ class Report:
         return {
             "outcomes": [o.to_dict() for o in self.outcomes],
             "blocked": [c.to_dict() for c in self.blocked],
+            "skipped": [c.to_dict() for c in self.skipped],
+            "interrupted": self.interrupted,
             "summary": {
                 "succeeded": len(self.succeeded),
                 "failed": len(self.failed),
                 "blocked": len(self.blocked),
+                "skipped": len(self.skipped),
             },
         }
 
@@ -308,13 +313,21 @@ def execute(
     waits: Mapping[str, WaitFor] | None = None,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
     stop: threading.Event | None = None,
+    on_interrupt: Callable[[int], None] = lambda in_flight: None,
 ) -> tuple[Report, State]:
     """Carry out *plan*'s runnable changes; return the report and the final state.
 
     *waits* maps an address to how to wait for its kernel once started or
     restarted; an address without one is not waited for. Once *stop* is set,
     no new action starts and waits end (see the module's docstring).
+
+    A ``KeyboardInterrupt`` (Ctrl-C) while this runs in the main thread sets
+    *stop*: nothing new starts, the actions in flight finish or are abandoned
+    as a stop has them (every start recorded), *on_interrupt* is told how many
+    there are, and the report is the usual one, ``interrupted``, with the rest
+    ``skipped``. A second one while they finish is raised.
     """
+    stop = stop if stop is not None else threading.Event()
     recorder = _Recorder(store, state, hooks)
     recorder.update(lambda s: _apply_updates(plan, s), touched=_update_addresses(plan))
     runner = _Runner(
@@ -334,14 +347,23 @@ def execute(
     ):
         acting: set[Future[Outcome | _Waiting]] = set()
         waiting: set[Future[Outcome | _Waiting]] = set()
+        interrupted = False
         while pending or acting or waiting:
             while pending and len(acting) < parallelism and recorder.write_error is None:
-                if stop is not None and stop.is_set():
+                if stop.is_set():
                     break
                 acting.add(pool.submit(runner.run, pending.pop(0)))
             if not acting and not waiting:
                 break
-            done, _ = wait(acting | waiting, return_when=FIRST_COMPLETED)
+            try:
+                done, _ = wait(acting | waiting, return_when=FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise
+                interrupted = True
+                stop.set()
+                on_interrupt(len(acting) + len(waiting))
+                continue
             acting -= done
             waiting -= done
             for future in done:
@@ -355,7 +377,12 @@ def execute(
     if error is not None:
         raise error
     store.settle(recorder.state)
-    report = Report(outcomes=tuple(outcomes), blocked=plan.blocked, skipped=tuple(pending))
+    report = Report(
+        outcomes=tuple(outcomes),
+        blocked=plan.blocked,
+        skipped=tuple(pending),
+        interrupted=interrupted,
+    )
     return report, recorder.state
 
 

@@ -153,6 +153,7 @@ class Plan:
     created_at: datetime | None = None
     manifest_path: str = ""
     manifest_digest: str = ""
+    manifest_relative: str = ""
     state_lineage: str = ""
     state_serial: int = 0
     state_location: str = ""  # which state (never with a password); "" = not recorded
@@ -189,7 +190,11 @@ class Plan:
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "destroy": self.destroy,
             "targets": list(self.targets),
-            "manifest": {"path": self.manifest_path, "digest": self.manifest_digest},
+            "manifest": {
+                "path": self.manifest_path,
+                "digest": self.manifest_digest,
+                **({"relative_to_plan": self.manifest_relative} if self.manifest_relative else {}),
+            },
             "state": {
                 "lineage": self.state_lineage,
                 "serial": self.state_serial,
@@ -213,30 +218,66 @@ class Plan:
             )
         try:
             created = data.get("created_at")
+            manifest = data["manifest"]
             return cls(
-                changes=tuple(Change.from_dict(c) for c in data["changes"]),
-                updates=tuple(StateUpdate.from_dict(u) for u in data.get("state_updates", [])),
+                changes=tuple(Change.from_dict(_checked(c)) for c in _items(data["changes"])),
+                updates=tuple(
+                    StateUpdate.from_dict(_checked(u))
+                    for u in _items(data.get("state_updates", []))
+                ),
                 created_at=datetime.fromisoformat(created) if created else None,
-                manifest_path=data["manifest"]["path"],
-                manifest_digest=data["manifest"]["digest"],
-                state_lineage=data["state"]["lineage"],
+                manifest_path=_text(manifest["path"]),
+                manifest_digest=_text(manifest["digest"]),
+                manifest_relative=_text(manifest.get("relative_to_plan", "")),
+                state_lineage=_text(data["state"]["lineage"]),
                 state_serial=int(data["state"]["serial"]),
-                state_location=str(data["state"].get("location") or ""),
-                state_workspace=str(data["state"].get("workspace") or ""),
-                targets=tuple(data.get("targets", ())),
+                state_location=_text(data["state"].get("location") or ""),
+                state_workspace=_text(data["state"].get("workspace") or ""),
+                targets=tuple(_target(t) for t in _items(data.get("targets", []))),
                 destroy=bool(data.get("destroy", False)),
                 facts=tuple(
                     KernelFact(
-                        server=f["server"],
-                        kernel_id=f["kernel_id"],
-                        spec=f["spec"],
+                        server=_text(f["server"]),
+                        kernel_id=_text(f["kernel_id"]),
+                        spec=_text(f["spec"]),
                         in_use=bool(f["in_use"]),
                     )
-                    for f in data.get("facts", [])
+                    for f in _items(data.get("facts", []))
                 ),
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise with_remedy(
                 PlanError(f"{source} is a damaged plan file ({type(e).__name__}: {e})"),
                 Remedy.MAKE_NEW_PLAN,
             ) from e
+
+
+def _items(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def _checked(value: Any) -> Mapping[str, Any]:
+    """A saved change or update: an object whose text fields are text."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    for key in ("address", "server", "reason", "detail", "new_address", "kernel_id"):
+        if value.get(key) is not None:
+            _text(value[key])
+    if not isinstance(value.get("sessions", []), list):
+        raise TypeError("sessions is not a list")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _target(value: Any) -> str:
+    from kernelform.address import parse_target
+
+    parse_target(_text(value))  # raises ValueError
+    return str(value)

@@ -74,7 +74,8 @@ def render_plan(plan: Plan) -> list[Line]:
     if lines:
         lines.append(line())
     lines.append(line("kernelform will perform the following actions:"))
-    legend = [f"{SYMBOLS[a][0]} {a.value}" for a in Action]
+    used = {change.action for change in plan.changes}
+    legend = [f"{SYMBOLS[a][0]} {a.value}" for a in Action if a in used]
     lines.append(line(Segment("  (" + ", ".join(legend) + ")", Style.DIM)))
     for change in plan.changes:
         lines.append(line())
@@ -98,7 +99,9 @@ def _change_block(change: Change) -> list[Line]:
     if change.blocked and not _forceable(change):
         title = f"  # {change.address} is BLOCKED (needs your decision)"
     elif change.blocked:
-        title = f"  # {change.address} is BLOCKED ({VERBS[change.action]} with --force)"
+        title = (
+            f"  # {change.address} is BLOCKED (would be {VERBS[change.action]}; --force to include)"
+        )
     block = [
         line(Segment(title, Style.BOLD), Segment(f": {change.reason}", Style.DIM)),
         line(Segment(f"  {symbol:>3} ", style), Segment(change.address, Style.BOLD)),
@@ -138,6 +141,8 @@ def outcome_line(outcome: Outcome) -> Line:
     head = (Segment(f"{symbol:>3} ", style), Segment(change.address, Style.BOLD))
     if outcome.ok:
         done = f": {VERBS[change.action]} kernel {outcome.kernel_id}"
+        if change.action is Action.REPLACE and change.kernel_id is not None:
+            done = f": replaced kernel {change.kernel_id} → {outcome.kernel_id}"
         if outcome.ready_seconds is not None:  # seconds from the request until it answered
             return (*head, Segment(f"{done}, ready in {outcome.seconds:.1f}s"))
         return (*head, Segment(f"{done} in {outcome.seconds:.1f}s"))
@@ -151,16 +156,14 @@ def render_report(report: Report, *, destroy: bool = False) -> list[Line]:
         done[outcome.change.action] += 1
     words = ", ".join(f"{n} {VERBS[a]}" for a, n in done.items() if n) or "nothing done"
     lines = [line()]
-    style = Style.RED if report.failed else Style.GREEN
+    style = Style.RED if report.failed or report.interrupted else Style.GREEN
+    ending = "complete!" if not report.failed else "finished with errors."
+    counts = f" {words}; {len(report.failed)} failed; {len(report.blocked)} blocked"
+    if report.interrupted or report.skipped:  # asked to stop: Ctrl-C, or a SIGTERM
+        ending = "interrupted!" if report.interrupted else "stopped before the end."
+        counts += f"; {len(report.skipped)} not started"
     lines.append(
-        line(
-            Segment(
-                f"{'Destroy' if destroy else 'Apply'} "
-                + ("complete!" if not report.failed else "finished with errors."),
-                style,
-            ),
-            f" {words}; {len(report.failed)} failed; {len(report.blocked)} blocked.",
-        )
+        line(Segment(f"{'Destroy' if destroy else 'Apply'} {ending}", style), f"{counts}.")
     )
     for outcome in report.failed:
         lines.append(
@@ -169,6 +172,15 @@ def render_report(report: Report, *, destroy: bool = False) -> list[Line]:
                     f"  failed: {outcome.change.address} "
                     f"({outcome.change.action.value}): {outcome.error}",
                     Style.RED,
+                )
+            )
+        )
+    for change in report.skipped:
+        lines.append(
+            line(
+                Segment(
+                    f"  not started: {change.address} ({change.action.value}): {change.reason}",
+                    Style.YELLOW,
                 )
             )
         )

@@ -15,19 +15,19 @@ and any password its location holds joins the run's secrets.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
-from kernelform.address import matches_target, parse_address
+from kernelform.address import matches_target, parse_address, parse_target, unmatched_targets
 from kernelform.client import JupyterClient
-from kernelform.errors import KernelformError, PlanError, StalePlan
+from kernelform.errors import KernelformError, PlanError, StalePlan, StateError
 from kernelform.executor import Outcome, Report, WaitFor, execute
 from kernelform.facts import HealthCheck, LiveServer, gather_facts, probe_health
 from kernelform.manifest import Manifest, load_manifest
-from kernelform.plan import Plan
+from kernelform.plan import Action, Plan
 from kernelform.planner import make_destroy_plan, make_plan
 from kernelform.runtime import Runtime
 from kernelform.state import LockInfo, Resource, State, StateStore
@@ -38,6 +38,7 @@ from kernelform.state.location import (
     open_backend,
     url_secrets,
 )
+from kernelform.wording import did_you_mean, quoted
 
 DEFAULT_MANIFEST = "kernelform.yaml"
 
@@ -155,10 +156,21 @@ class Workspace:
         """The clients made so far, by server name."""
         return dict(self._clients)
 
-    def refresh(self, servers: set[str] | None = None) -> dict[str, LiveServer]:
-        """Read the servers this run involves (all declared ones by default)."""
+    def refresh(
+        self, servers: set[str] | None = None, *, dirs: Mapping[str, set[str]] | None = None
+    ) -> dict[str, LiveServer]:
+        """Read the servers this run involves (all declared ones by default), checking
+        *dirs* (server → paths) as working directories."""
         names = sorted(servers if servers is not None else self.manifest.servers)
-        return gather_facts({name: self.client(name) for name in names})
+        return gather_facts({name: self.client(name) for name in names}, dirs)
+
+    def declared_dirs(self) -> dict[str, set[str]]:
+        """Per server, the cwds of the targeted declared kernels: checked when planning."""
+        dirs: dict[str, set[str]] = {}
+        for item in self.manifest.desired():
+            if item.keys.cwd is not None and matches_target(item.address, self.settings.targets):
+                dirs.setdefault(item.server, set()).add(item.keys.cwd)
+        return dirs
 
     def health_checks(self, state: State) -> list[HealthCheck]:
         """The managed kernels whose declaration asks for a health check."""
@@ -197,7 +209,14 @@ class Workspace:
     def plan(self, *, destroy: bool = False) -> tuple[Plan, dict[str, LiveServer], State]:
         """Read the state and the servers, and compute the plan."""
         state = self.store.read()
-        live = self.refresh(self.involved_servers(state))
+        check_targets(
+            self.settings.targets,
+            declared=[d.address for d in self.manifest.desired()],
+            recorded=state.resources,
+        )
+        live = self.refresh(
+            self.involved_servers(state), dirs=None if destroy else self.declared_dirs()
+        )
         if not destroy:
             live = probe_health(self.clients_opened(), live, self.health_checks(state))
         make = make_destroy_plan if destroy else make_plan
@@ -210,15 +229,20 @@ class Workspace:
             force=self.settings.force,
         )
         plan = replace(
-            plan, state_location=self.store.identity, state_workspace=self.settings.workspace
+            plan,
+            state_location=self.store.identity,
+            state_workspace=self.settings.workspace,
+            manifest_path=str(Path(self.manifest.path).absolute()),
+            manifest_digest=self.manifest.meaning,
         )
         return plan, live, state
 
     def check_saved(self, plan: Plan) -> tuple[dict[str, LiveServer], State]:
         """Refuse a saved plan that no longer matches the state, manifest or kernels."""
-        if plan.manifest_digest != self.manifest.digest:
+        if plan.manifest_digest != self.manifest.meaning:
             raise StalePlan(
-                f"the saved plan is stale: {self.manifest.path} changed since it was made"
+                f"the saved plan is stale: what {self.manifest.path} declares changed since it"
+                " was made"
             )
         if plan.state_location and plan.state_location != self.store.identity:
             raise StalePlan(
@@ -232,7 +256,26 @@ class Workspace:
                 f"the saved plan is stale: the state changed since it was made (serial "
                 f"{plan.state_serial} → {state.serial})"
             )
-        live = self.refresh({c.server for c in plan.changes} | {f.server for f in plan.facts})
+        starts = [c for c in plan.runnable if c.action in (Action.START, Action.REPLACE)]
+        dirs: dict[str, set[str]] = {}
+        for change in starts:
+            if change.recipe.cwd is not None:
+                dirs.setdefault(change.server, set()).add(change.recipe.cwd)
+        servers = {c.server for c in plan.changes} | {f.server for f in plan.facts}
+        unknown = sorted(servers - set(self.manifest.servers))
+        if unknown:
+            raise StalePlan(
+                f"the saved plan is stale: {self.manifest.path} declares no server"
+                f" {', '.join(repr(u) for u in unknown)}"
+            )
+        live = self.refresh(servers, dirs=dirs)
+        for change in starts:
+            wrong = live[change.server].missing_dirs.get(change.recipe.cwd or "")
+            if wrong is not None:
+                raise StalePlan(
+                    f"the saved plan is stale: cwd {change.recipe.cwd!r} of {change.address}"
+                    f" {wrong} on server {change.server!r} now"
+                )
         for fact in plan.facts:
             server = live.get(fact.server)
             kernel = server.kernels.get(fact.kernel_id) if server else None
@@ -256,8 +299,10 @@ class Workspace:
         live: dict[str, LiveServer],
         state: State,
         on_outcome: Callable[[Outcome], None],
+        on_interrupt: Callable[[int], None] = lambda in_flight: None,
     ) -> Report:
-        """Carry out the plan; the state is written after every action."""
+        """Carry out the plan; the state is written after every action (see ``execute``
+        for Ctrl-C)."""
         clients = {name: self.client(name) for name in live}
         report, _ = execute(
             plan,
@@ -271,6 +316,7 @@ class Workspace:
             waits=self.waits(),
             on_outcome=on_outcome,
             stop=self.runtime.stop,
+            on_interrupt=on_interrupt,
         )
         return report
 
@@ -312,15 +358,115 @@ class Workspace:
         return resource
 
     def forget(self, addresses: tuple[str, ...]) -> list[Resource]:
-        """Remove addresses from the state without touching their kernels."""
+        """Remove addresses (or all a base address covers) from the state, kernels untouched."""
         state = self.store.read()
-        missing = [a for a in addresses if a not in state.resources]
-        if missing:
-            raise KernelformError(
-                f"not in the state: {', '.join(missing)}; see 'kernelform state list'"
-            )
-        removed = [state.resources[a] for a in addresses]
-        for address in addresses:
+        chosen = recorded_addresses(addresses, state)
+        removed = [state.resources[a] for a in chosen]
+        for address in chosen:
             state = state.without(address)
         self.store.write(state)
         return removed
+
+
+def check_targets(
+    targets: Sequence[str], *, declared: Iterable[str], recorded: Iterable[str]
+) -> None:
+    """Refuse targets that are not addresses, or that select no declared or recorded kernel.
+
+    A target that matches nothing would make a plan that reads "no changes"
+    while the kernel meant has some: a typo must not look like success.
+    """
+    problems: list[str] = []
+    for target in targets:
+        try:
+            parse_target(target)
+        except ValueError as e:
+            problems.append(str(e))
+    if problems:
+        raise PlanError("\n".join(problems))
+    known = [*declared, *recorded]
+    names = _names(known)
+    for target in unmatched_targets(targets, known):
+        name = parse_target(target).name
+        same = sorted({a for a in known if _name_of(a) == name}, key=_order)
+        hint = did_you_mean(target, names)
+        if same:  # the right kernel, another replica or user: say which exist
+            shown = ", ".join(same[:5]) + (", …" if len(same) > 5 else "")
+            hint = f"; {name} has: {shown}"
+        elif not hint:
+            bases = sorted({n for n in names if "[" not in n and "~" not in n})
+            shown = ", ".join(bases[:10]) + (", …" if len(bases) > 10 else "")
+            hint = f"; the kernels are: {shown}" if bases else "; no kernel is declared"
+        problems.append(f"target {quoted(target)} matches no declared or recorded kernel{hint}")
+    if problems:
+        raise PlanError("\n".join(problems))
+
+
+def recorded_addresses(given: Sequence[str], state: State) -> list[str]:
+    """The recorded addresses *given* names, each as ``--target`` would (``etl`` → ``etl[0]``…).
+
+    An address recorded as written (``etl[1]~deposed`` too) names itself. One
+    that names nothing recorded is an error with a did-you-mean.
+    """
+    chosen: dict[str, None] = {}
+    missing: list[str] = []
+    for text in given:
+        if text in state.resources:
+            chosen[text] = None
+            continue
+        try:
+            parse_target(text)
+        except ValueError as e:
+            raise StateError(str(e)) from None
+        covered = [a for a in state.resources if matches_target(a, [text])]
+        if not covered:
+            missing.append(text)
+        chosen.update(dict.fromkeys(covered))
+    if missing:
+        hints = "".join(did_you_mean(m, _names(state.resources)) for m in missing[:1])
+        raise StateError(
+            f"not in the state: {', '.join(missing)}{hints} (see 'kernelform state list')"
+        )
+    return list(chosen)
+
+
+def _name_of(address: str) -> str | None:
+    try:
+        return parse_address(address).name
+    except ValueError:
+        return None
+
+
+def _order(address: str) -> tuple[object, ...]:
+    parsed = parse_address(address)
+    return (parsed.name, parsed.user or "", parsed.index or 0, parsed.deposed)
+
+
+def _names(addresses: Iterable[str]) -> set[str]:
+    """Addresses and the base names they are declared under: what a user may have meant."""
+    found = set(addresses)
+    for address in list(found):
+        try:
+            found.add(parse_address(address).name)
+        except ValueError:
+            continue
+    return found
+
+
+def locate_manifest(plan: Plan, plan_file: Path) -> Path:
+    """The manifest a saved plan was made from: its absolute path, or (moved together
+    with the plan, another checkout) the same path relative to the plan file."""
+    recorded = Path(plan.manifest_path)
+    places = [recorded]
+    if plan.manifest_relative:
+        places.append(plan_file.parent / plan.manifest_relative)
+    elif not recorded.is_absolute():  # a plan saved before paths were absolute
+        places.append(plan_file.parent / recorded)
+    places = list(dict.fromkeys(places))
+    for place in places:
+        if place.is_file():
+            return place
+    where = f"{plan_file}: {places[0]} does not exist"
+    if len(places) > 1:
+        where = f"{plan_file}: neither {' nor '.join(str(p) for p in places)} exists"
+    raise PlanError(f"cannot find the manifest of the plan {where}")

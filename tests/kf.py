@@ -51,11 +51,12 @@ def run(
         full_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(ROOT), full_env.get("PYTHONPATH", "")) if p
         )
+    # Without *stdin* the command gets an empty one, never the terminal pytest may run in.
     process = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=full_env,
-        input=stdin,
+        input=stdin if stdin is not None else "",
         capture_output=True,
         text=True,
         timeout=timeout,

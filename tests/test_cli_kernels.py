@@ -52,11 +52,14 @@ def test_start_list_restart_interrupt_shutdown(jupyter: JupyterServer, tmp_path:
     assert restarted.code == 0, restarted
     assert restarted.json()["id"] == kernel["id"]
 
+    # A one-line JSON confirmation, not `null`.
     interrupted = kernels(jupyter, "interrupt", kernel["id"], tmp_path=tmp_path)
-    assert (interrupted.code, interrupted.json()) == (0, None)
+    assert interrupted.code == 0, interrupted
+    assert interrupted.out == f'{{"interrupt": "{kernel["id"]}"}}\n'
 
     shut = kernels(jupyter, "shutdown", kernel["id"], tmp_path=tmp_path)
-    assert (shut.code, shut.json()) == (0, None)
+    assert shut.code == 0, shut
+    assert shut.out == f'{{"shutdown": "{kernel["id"]}"}}\n'
     jupyter.wait_gone(kernel["id"])
 
 

@@ -311,7 +311,7 @@ def test_destroy_shuts_down_everything_managed(workdir: Path, jupyter: JupyterSe
 
 def test_apply_without_terminal_needs_auto_approve(workdir: Path, jupyter: JupyterServer) -> None:
     write_manifest(workdir, jupyter, "  etl: {spec: python3}\n")
-    refused = kf(workdir, jupyter, "apply", stdin="yes\n")
+    refused = kf(workdir, jupyter, "apply")  # stdin empty: no answer to read
     assert refused.code == 1 and "--auto-approve" in refused.err
     assert jupyter.kernel_ids() == set()
     nothing = kf(workdir, jupyter, "destroy")

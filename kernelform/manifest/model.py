@@ -8,6 +8,9 @@ code), and ``desired()`` expands ``count`` into one ``Desired`` per address.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -78,7 +81,8 @@ class Desired:
 
 @dataclass(frozen=True)
 class Manifest:
-    """A valid manifest. ``digest`` is the sha256 hex of the file's bytes.
+    """A valid manifest. ``digest`` is the sha256 hex of the file's bytes; ``meaning`` is
+    that of what it says (see there).
 
     ``state`` is the top-level ``state:`` key, expanded (a path or a URL that
     may hold a password, hence a ``Secret``); None when not set.
@@ -89,6 +93,39 @@ class Manifest:
     kernels: Mapping[str, KernelDecl]
     digest: str
     state: Secret | None = None
+
+    @property
+    def meaning(self) -> str:
+        """The sha256 hex of what the manifest says, not of how it is written.
+
+        Servers (url, prune, TLS verification) and kernels (server, every key,
+        the setup code as read), after variables are expanded: a comment, a
+        reformatting or a reordering leaves it unchanged; a changed key or
+        variable changes it. Tokens are left out: a rotated token changes
+        nothing a plan does, and no value derived from a secret is saved.
+        """
+        servers = {
+            name: {
+                "url": server.url,
+                "prune": server.prune,
+                "verify": (
+                    os.path.abspath(server.verify)
+                    if isinstance(server.verify, str)
+                    else server.verify
+                ),
+            }
+            for name, server in self.servers.items()
+        }
+        kernels = {
+            name: {
+                "server": decl.server,
+                "keys": decl.keys.model_dump(mode="json"),
+                "setup_code": decl.setup_code,
+            }
+            for name, decl in self.kernels.items()
+        }
+        text = json.dumps({"servers": servers, "kernels": kernels}, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def desired(self) -> list[Desired]:
         """Every kernel address the manifest asks for, in declaration order."""

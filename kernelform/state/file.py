@@ -278,21 +278,35 @@ class FileStateStore(StateStore):
         with suppress(OSError):  # the journal still holds everything; retried later
             self._write_snapshot(state)
 
-    def _ensure_dir(self) -> None:
+    def _ensure_dir(self) -> bool:
+        """Make the state's directory if needed; True when this call made it."""
         parent = self.path.parent
         try:
             parent.mkdir(mode=0o700, parents=True)
         except FileExistsError:
             if parent.is_dir():
-                return
+                return False
             raise
         os.chmod(parent, 0o700)
+        return True
 
     # -- locking ------------------------------------------------------------------
 
     @contextmanager
     def lock(self, *, operation: str, timeout: float = 0.0) -> Iterator[LockInfo]:
-        fd = self._acquire(timeout)
+        """Hold the lock; a state directory made only for it is removed again when it is
+        left empty (a plan, or a failed run, on a new project leaves nothing behind)."""
+        try:
+            made = self._ensure_dir()
+        except OSError as e:
+            raise StateError(
+                f"cannot lock the state: cannot create {self.path.parent}: {e.strerror or e}"
+            ) from e
+        try:
+            fd = self._acquire(timeout)
+        except BaseException:
+            self._remove_dir_if_empty(made)
+            raise
         info = new_lock_info(operation, str(uuid.uuid4()))
         try:
             with suppress(OSError):
@@ -302,6 +316,12 @@ class FileStateStore(StateStore):
             yield info
         finally:
             self._release(fd)
+            self._remove_dir_if_empty(made)
+
+    def _remove_dir_if_empty(self, made: bool) -> None:
+        if made:
+            with suppress(OSError):  # not empty (a state was written), or gone
+                os.rmdir(self.path.parent)
 
     def lock_info(self) -> LockInfo | None:
         try:
@@ -331,15 +351,19 @@ class FileStateStore(StateStore):
 
     def _acquire(self, timeout: float) -> int:
         deadline = time.monotonic() + max(timeout, 0.0)
-        try:
-            self._ensure_dir()
-        except OSError as e:
-            raise StateError(
-                f"cannot lock the state: cannot create {self.path.parent}: {e.strerror or e}"
-            ) from e
         while True:
             try:
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:
+                # Another run removed the directory it had made, empty, as it let go.
+                try:
+                    self._ensure_dir()
+                except OSError as e:
+                    raise StateError(
+                        f"cannot lock the state: cannot create {self.path.parent}:"
+                        f" {e.strerror or e}"
+                    ) from e
+                continue
             except OSError as e:
                 raise StateError(
                     f"cannot lock the state: cannot open {self.lock_path}: {e.strerror or e}"

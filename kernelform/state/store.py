@@ -199,6 +199,16 @@ class StateStore(abc.ABC):
                     f" record it left ({left.describe()})"
                 ),
             )
+        self.check_unlock(lock_id, holder)
+        return Unlocked(holder=holder, done=self._break_lock(holder))
+
+    def check_unlock(self, lock_id: str, holder: LockInfo | None = None) -> None:
+        """Refuse, as ``force_unlock`` would, to break the lock held now: another id, or a
+        holder alive on this host. Lets an interface ask for a confirmation only about a
+        lock it may break."""
+        holder = holder if holder is not None else self.lock_info()
+        if holder is None:
+            return
         if holder.id and holder.id != lock_id:
             raise StateError(
                 f"the lock on the state at {self.location} is {holder.id}, not {lock_id}"
@@ -210,7 +220,6 @@ class StateStore(abc.ABC):
                 f" and that process is alive on this host; wait for it, or stop it"
                 f" (kill {holder.pid}) and its lock goes with it"
             )
-        return Unlocked(holder=holder, done=self._break_lock(holder))
 
     # -- shared rules, for backends ------------------------------------------------------
 

@@ -1,0 +1,260 @@
+"""Sharp edges a new user met in the first hour (issue 9), through the real command line.
+
+Saved plans and the options that would change them, targets that match
+nothing, saved plans applied from elsewhere and stale on meaning only,
+confirmations read from a pipe, and the smaller wordings. All against the
+session's real jupyter server; about 40 s.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from tests.kf import ROOT, Result, run, server_env, state_of, write_manifest
+from tests.live_jupyter import JupyterServer
+
+
+@pytest.fixture
+def project(tmp_path: Path, jupyter: JupyterServer) -> Path:
+    directory = tmp_path / "project"
+    directory.mkdir()
+    return directory
+
+
+def kf(cwd: Path, jupyter: JupyterServer, *args: str, stdin: str | None = None) -> Result:
+    return run(*args, cwd=cwd, env=server_env(jupyter), stdin=stdin)
+
+
+def managed(directory: Path) -> dict[str, str]:
+    return {a: r["kernel_id"] for a, r in state_of(directory)["resources"].items()}
+
+
+def errors(result: Result) -> list[str]:
+    return [line for line in result.err.splitlines() if line.startswith("Error:")]
+
+
+# -- saved plans ---------------------------------------------------------------------
+
+
+def test_saved_plan_refuses_options_that_would_change_it(
+    project: Path, jupyter: JupyterServer
+) -> None:
+    write_manifest(
+        project, jupyter, "  etl: {spec: python3, count: 2}\n  scratch: {spec: python3}\n"
+    )
+    assert kf(project, jupyter, "plan", "--out", "p.json").code == 0
+    for given in (["--target", "scratch"], ["--force"], ["--target", "etl", "--force"]):
+        refused = kf(project, jupyter, "apply", *given, "p.json")
+        assert refused.code == 1, refused
+        assert len(refused.err.splitlines()) == 1, refused.err
+        assert "cannot be used with a saved plan" in refused.err, refused.err
+        assert given[0] in refused.err
+        assert "Usage:" not in refused.err
+    assert jupyter.kernel_ids() == set()
+    # --parallelism and the wait options are honoured (here: no waiting for readiness).
+    applied = kf(project, jupyter, "apply", "--parallelism", "1", "--no-wait", "p.json")
+    assert applied.code == 0, applied
+    assert "ready in" not in applied.out and applied.out.count(": started kernel") == 3
+    assert set(managed(project)) == {"etl[0]", "etl[1]", "scratch"}
+
+
+def test_saved_plan_applies_from_anywhere_and_goes_stale_on_meaning_only(
+    project: Path, jupyter: JupyterServer, tmp_path: Path
+) -> None:
+    manifest = write_manifest(project, jupyter, "  etl: {spec: python3, revision: 1}\n")
+    saved = kf(project, jupyter, "plan", "--out", "p.json")
+    assert saved.code == 0, saved
+    assert f"Saved the plan to p.json (manifest {manifest}); run" in saved.out, saved.out
+    # A comment and a reformatting change no meaning: the plan still applies.
+    manifest.write_text("# the lab\n" + manifest.read_text().replace("kernels:", "kernels:   "))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    applied = kf(elsewhere, jupyter, "apply", str(project / "p.json"))
+    assert applied.code == 0, applied
+    assert f"Applying the saved plan {project / 'p.json'} (manifest {manifest}, made " in (
+        applied.out
+    )
+    assert set(managed(project)) == {"etl"} and not (elsewhere / ".kernelform").exists()
+    # A changed key makes it stale.
+    manifest.write_text(manifest.read_text().replace("revision: 1", "revision: 2"))
+    assert kf(project, jupyter, "plan", "--out", "p.json").code == 0
+    manifest.write_text(manifest.read_text().replace("revision: 2", "revision: 3"))
+    stale = kf(elsewhere, jupyter, "apply", str(project / "p.json"))
+    assert stale.code == 1 and "stale" in stale.err and "declares changed" in stale.err, stale
+    # Moved with its manifest (another checkout): found relative to the plan file.
+    manifest.write_text(manifest.read_text().replace("revision: 3", "revision: 2"))
+    moved = tmp_path / "moved"
+    project.rename(moved)
+    again = kf(elsewhere, jupyter, "apply", str(moved / "p.json"))
+    assert again.code == 0, again
+    assert f"(manifest {moved / 'kernelform.yaml'}, made" in again.out
+    assert state_of(moved)["resources"]["etl"]["revision"] == "2"
+    # Gone altogether: one line naming both places looked at.
+    (moved / "kernelform.yaml").unlink()
+    lost = kf(elsewhere, jupyter, "apply", str(moved / "p.json"))
+    assert errors(lost) == [
+        f"Error: cannot find the manifest of the plan {moved / 'p.json'}: neither"
+        f" {manifest} nor {moved / 'kernelform.yaml'} exists; name it with -f FILE"
+    ], lost.err
+
+
+def test_plan_out_dash_prints_the_plan_json_on_stdout(
+    project: Path, jupyter: JupyterServer
+) -> None:
+    write_manifest(project, jupyter, "  etl: {spec: python3}\n")
+    result = kf(project, jupyter, "plan", "--out", "-")
+    assert result.code == 0, result
+    document = json.loads(result.out)
+    assert [c["address"] for c in document["changes"]] == ["etl"]
+    assert "etl will be started" in result.err  # the plan for people goes to stderr
+    assert not (project / "-").exists()
+
+
+# -- targets -------------------------------------------------------------------------
+
+
+def test_a_target_that_matches_nothing_is_an_error(project: Path, jupyter: JupyterServer) -> None:
+    write_manifest(project, jupyter, "  etl: {spec: python3, count: 2}\n  web: {spec: python3}\n")
+    cases = {
+        "etl1": "target 'etl1' matches no declared or recorded kernel; did you mean 'etl'?",
+        "etl[9]": "target 'etl[9]' matches no declared or recorded kernel; etl has: etl[0], etl[1]",
+        "zzz": "target 'zzz' matches no declared or recorded kernel; the kernels are: etl, web",
+        "etl[x": "invalid kernel address 'etl[x': expected NAME, NAME[INDEX] or NAME[INDEX]@USER",
+    }
+    for target, message in cases.items():
+        for command in (["plan"], ["apply", "--auto-approve"], ["destroy", "--auto-approve"]):
+            result = kf(project, jupyter, *command, "--target", target)
+            assert result.code == 1, result
+            assert len(errors(result)) == 1 and errors(result)[0].startswith(f"Error: {message}")
+            assert "No changes" not in result.out
+    assert jupyter.kernel_ids() == set()
+    assert not (project / ".kernelform").exists()
+
+
+def test_targeting_is_said_once_and_a_recorded_target_is_known(
+    project: Path, jupyter: JupyterServer
+) -> None:
+    write_manifest(project, jupyter, "  etl: {spec: python3}\n  web: {spec: python3}\n")
+    applied = kf(project, jupyter, "apply", "--auto-approve", "--target", "etl")
+    assert applied.code == 0, applied
+    warning = applied.err.splitlines()
+    assert len(warning) == 1 and warning[0].startswith("Warning: targeting is in effect (etl)")
+    write_manifest(project, jupyter, "  web: {spec: python3}\n")
+    plan = kf(project, jupyter, "plan", "--target", "etl")  # no longer declared, but recorded
+    assert plan.code == 0, plan
+    assert "etl will be shut down: no longer declared" in plan.out
+    assert plan.err.count("Warning: targeting is in effect") == 1
+    assert "Warning" not in kf(project, jupyter, "plan").err
+
+
+# -- confirmations -------------------------------------------------------------------
+
+
+def test_answers_are_read_from_a_pipe(project: Path, jupyter: JupyterServer) -> None:
+    write_manifest(project, jupyter, "  etl: {spec: python3}\n")
+    for stdin in ("", "\n" * 0):
+        refused = kf(project, jupyter, "apply", stdin=stdin)
+        assert refused.code == 1 and errors(refused) == [
+            "Error: no terminal to ask for confirmation and no answer on stdin; pass"
+            " --auto-approve to apply without asking (or pipe 'yes' into it)"
+        ], refused
+    assert jupyter.kernel_ids() == set()
+    applied = kf(project, jupyter, "apply", stdin="yes\n")
+    assert applied.code == 0, applied
+    kernel_id = managed(project)["etl"]
+    cancelled = kf(project, jupyter, "destroy", stdin="no\n")
+    assert cancelled.code == 1, cancelled
+    assert "Destroy cancelled; nothing was changed." in cancelled.out
+    assert "Apply cancelled" not in cancelled.out
+    refused = kf(project, jupyter, "destroy")
+    assert refused.code == 1 and refused.err.splitlines() == [
+        "Error: no terminal to ask for confirmation and no answer on stdin; pass"
+        " --auto-approve to destroy without asking (or pipe 'yes' into it)"
+    ], refused
+    assert jupyter.kernel_ids() == {kernel_id}
+    destroyed = kf(project, jupyter, "destroy", stdin="yes\n")
+    assert destroyed.code == 0 and managed(project) == {}, destroyed
+
+
+# -- wording and smaller things ---------------------------------------------------------
+
+
+def test_blocked_reads_as_what_would_happen_and_replace_shows_both_ids(
+    project: Path, jupyter: JupyterServer
+) -> None:
+    (jupyter.root / "a").mkdir(exist_ok=True)
+    write_manifest(
+        project, jupyter, "  etl: {spec: python3, revision: 1}\n  web: {spec: python3}\n"
+    )
+    assert kf(project, jupyter, "apply", "--auto-approve", "--no-wait").code == 0
+    ids = managed(project)
+    jupyter.create_session(ids["etl"], "nb/q3.ipynb")
+    write_manifest(
+        project, jupyter, "  etl: {spec: python3, revision: 2}\n  web: {spec: python3, cwd: a}\n"
+    )
+    plan = kf(project, jupyter, "plan")
+    assert "# etl is BLOCKED (would be restarted; --force to include): revision 1 → 2" in plan.out
+    # The legend lists the symbols the plan uses, and only those.
+    assert "  (~ restart, -/+ replace)" in plan.out, plan.out
+    applied = kf(project, jupyter, "apply", "--auto-approve", "--no-wait")
+    assert applied.code == 3, applied
+    new = managed(project)["web"]
+    assert f"-/+ web: replaced kernel {ids['web']} → {new} in " in applied.out, applied.out
+
+
+def test_state_commands_take_a_base_address_and_say_when_empty(
+    project: Path, jupyter: JupyterServer
+) -> None:
+    write_manifest(project, jupyter, "  etl: {spec: python3, count: 2}\n  web: {spec: python3}\n")
+    empty = kf(project, jupyter, "state", "list")
+    assert empty.code == 0 and empty.out == "", empty
+    assert "is empty: no kernel is managed" in empty.err
+    assert kf(project, jupyter, "apply", "--auto-approve", "--no-wait").code == 0
+    ids = managed(project)
+    shown = kf(project, jupyter, "state", "show", "etl")
+    assert shown.code == 0, shown
+    assert [r["kernel_id"] for r in shown.json()] == [ids["etl[0]"], ids["etl[1]"]]
+    assert kf(project, jupyter, "state", "show", "etl[1]").json()["kernel_id"] == ids["etl[1]"]
+    typo = kf(project, jupyter, "state", "show", "etll")
+    assert errors(typo) == [
+        "Error: not in the state: etll; did you mean 'etl'? (see 'kernelform state list')"
+    ], typo
+    removed = kf(project, jupyter, "state", "rm", "etl")
+    assert removed.code == 0, removed
+    assert set(managed(project)) == {"web"}
+    assert jupyter.kernel_ids() == set(ids.values())  # forgotten, not shut down
+
+
+def test_a_failed_plan_leaves_nothing_behind(project: Path, jupyter: JupyterServer) -> None:
+    write_manifest(project, jupyter, "  etl: {spec: no-such-spec}\n")
+    failed = kf(project, jupyter, "plan")
+    assert failed.code == 1, failed
+    assert not (project / ".kernelform").exists()
+    write_manifest(project, jupyter, "  etl: {spec: python3}\n")
+    assert kf(project, jupyter, "plan").code == 0
+    assert not (project / ".kernelform").exists()
+
+
+def test_help_lists_only_the_options_that_apply(tmp_path: Path) -> None:
+    validate = run("validate", "--help", cwd=tmp_path).out
+    assert "--file" in validate
+    for option in ("--state", "--lock-timeout", "--no-color"):
+        assert option not in validate
+    unlock = run("force-unlock", "--help", cwd=tmp_path).out
+    assert "--state" in unlock and "--force" in unlock
+    for option in ("--lock-timeout", "--no-color", "--target"):
+        assert option not in unlock
+
+
+def test_the_basic_example_suggests_a_command_that_works(tmp_path: Path) -> None:
+    text = (ROOT / "examples" / "basic.yaml").read_text()
+    suggested = re.findall(r"`(kernelform validate[^`]*)`", text)
+    assert suggested, text
+    for command in suggested:
+        result = run(*shlex.split(command)[1:], cwd=ROOT)
+        assert result.code == 0, (command, result)
