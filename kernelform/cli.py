@@ -721,7 +721,7 @@ def plan(
         printer.lines(render_plan(computed), err=to_stdout)  # stdout holds the JSON plan
         if out is not None and not to_stdout:
             emit(
-                f"\nSaved the plan to {out} (manifest {computed.manifest_path}); run"
+                f"\nSaved the plan to {out} (manifest {computed.manifest_absolute}); run"
                 f" 'kernelform apply {out}' to carry it out."
             )
     publish(markdown, computed.blocked)
@@ -736,7 +736,7 @@ def save_plan(computed: KfPlan, out: Path) -> None:
 
     from kernelform.errors import PlanError
 
-    relative = os.path.relpath(computed.manifest_path, out.absolute().parent)
+    relative = os.path.relpath(computed.manifest_absolute, out.absolute().parent)
     data = replace(computed, manifest_relative=relative).to_dict()
     try:
         out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -965,7 +965,9 @@ def for_saved_plan(settings: Settings, saved: KfPlan, plan_file: Path) -> Settin
 
     manifest = settings.manifest_path
     source = click.get_current_context().get_parameter_source("manifest")
-    if source in (None, click.core.ParameterSource.DEFAULT) and saved.manifest_path:
+    if source in (None, click.core.ParameterSource.DEFAULT) and (
+        saved.manifest_absolute or saved.manifest_path
+    ):
         try:
             manifest = locate_manifest(saved, plan_file)
         except KernelformError as e:

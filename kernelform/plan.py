@@ -151,9 +151,10 @@ class Plan:
     changes: tuple[Change, ...] = ()
     updates: tuple[StateUpdate, ...] = ()
     created_at: datetime | None = None
-    manifest_path: str = ""
+    manifest_path: str = ""  # as given (-f), for people
     manifest_digest: str = ""
-    manifest_relative: str = ""
+    manifest_absolute: str = ""  # where a saved plan finds it (see workspace.locate_manifest)
+    manifest_relative: str = ""  # relative to the saved plan file, when saved to one
     state_lineage: str = ""
     state_serial: int = 0
     state_location: str = ""  # which state (never with a password); "" = not recorded
@@ -193,6 +194,7 @@ class Plan:
             "manifest": {
                 "path": self.manifest_path,
                 "digest": self.manifest_digest,
+                **({"absolute": self.manifest_absolute} if self.manifest_absolute else {}),
                 **({"relative_to_plan": self.manifest_relative} if self.manifest_relative else {}),
             },
             "state": {
@@ -228,6 +230,7 @@ class Plan:
                 created_at=datetime.fromisoformat(created) if created else None,
                 manifest_path=_text(manifest["path"]),
                 manifest_digest=_text(manifest["digest"]),
+                manifest_absolute=_text(manifest.get("absolute", "")),
                 manifest_relative=_text(manifest.get("relative_to_plan", "")),
                 state_lineage=_text(data["state"]["lineage"]),
                 state_serial=int(data["state"]["serial"]),

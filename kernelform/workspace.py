@@ -232,7 +232,7 @@ class Workspace:
             plan,
             state_location=self.store.identity,
             state_workspace=self.settings.workspace,
-            manifest_path=str(Path(self.manifest.path).absolute()),
+            manifest_absolute=str(Path(self.manifest.path).absolute()),
             manifest_digest=self.manifest.meaning,
         )
         return plan, live, state
@@ -456,12 +456,11 @@ def _names(addresses: Iterable[str]) -> set[str]:
 def locate_manifest(plan: Plan, plan_file: Path) -> Path:
     """The manifest a saved plan was made from: its absolute path, or (moved together
     with the plan, another checkout) the same path relative to the plan file."""
-    recorded = Path(plan.manifest_path)
-    places = [recorded]
+    places = [Path(plan.manifest_absolute or plan.manifest_path)]
     if plan.manifest_relative:
         places.append(plan_file.parent / plan.manifest_relative)
-    elif not recorded.is_absolute():  # a plan saved before paths were absolute
-        places.append(plan_file.parent / recorded)
+    elif not plan.manifest_absolute:  # saved before plans recorded where: as given, or by it
+        places.append(plan_file.parent / plan.manifest_path)
     places = list(dict.fromkeys(places))
     for place in places:
         if place.is_file():
