@@ -204,9 +204,9 @@ def test_raw_commands(
         kernel_id = ok("start").json()["id"]
         assert kernel_id in [k["id"] for k in ok("list").json()]
         assert ok("sessions").json() == []
-        assert ok("interrupt", kernel_id).json() is None
+        assert ok("interrupt", kernel_id).json() == {"interrupt": kernel_id}
         assert ok("restart", kernel_id).json()["id"] == kernel_id
-        assert ok("shutdown", kernel_id).json() is None
+        assert ok("shutdown", kernel_id).json() == {"shutdown": kernel_id}
 
         def fails(
             *args: str, expect: str, env: dict[str, str] = env, server: list[str] = server
