@@ -1055,7 +1055,14 @@ def force_unlock(
     if holder is None and workspace.store.left_behind() is None:
         emit(f"The state at {workspace.store.location} is not locked; nothing to unlock.")
         return
-    workspace.store.check_unlock(lock_id, holder)  # refuses a live holder, a wrong id
+    from kernelform.errors import StateLocked
+
+    try:
+        workspace.store.check_unlock(lock_id, holder)  # refuses a live holder, a wrong id
+    except StateLocked as e:
+        refusal: KernelformError = e
+        refusal.remedy = None  # its own message says what to do; no --lock-timeout here
+        raise
     if holder is not None and not without_asking:
         emit(
             f"The lock {lock_id} on the state at {workspace.store.location} is {holder.describe()}."
