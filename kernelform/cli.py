@@ -194,6 +194,8 @@ def open_client(
 
     runtime = current_runtime(read_timeout=timeout)
     runtime.secrets.add(token)
+    if ca_bundle is not None:
+        check_ca_bundle(ca_bundle)
     verify: bool | str = False if insecure else (ca_bundle or True)
     client = JupyterClient(
         server,
@@ -208,6 +210,22 @@ def open_client(
     if client.skips_tls_verification:
         warn(f"the TLS certificate of {client.server} is not verified (--insecure)")
     return client
+
+
+def check_ca_bundle(path: str) -> None:
+    """Refuse a --ca-bundle that holds no CA certificate now, not at the first request."""
+    import ssl
+
+    from kernelform.errors import KernelformError
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e)
+        raise KernelformError(
+            f"--ca-bundle {path} holds no usable CA certificate ({reason}); give a PEM file"
+            " with the CA that signed the server's certificate"
+        ) from None
 
 
 def current_runtime(*, read_timeout: float | None = None) -> Runtime:
@@ -752,7 +770,7 @@ def load_plan(path: Path) -> KfPlan:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise PlanError(f"cannot read the plan {path}: {e.strerror or e}") from e
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nested beyond reason
         raise PlanError(f"{path} is not a kernelform plan (not JSON: {e})") from e
     return Plan.from_dict(data, source=str(path))
 

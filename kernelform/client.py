@@ -37,6 +37,7 @@ from pydantic import BaseModel, ValidationError
 from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.exceptions import (
     ConnectTimeoutError,
+    LocationParseError,
     MaxRetryError,
     ProtocolError,
     ReadTimeoutError,
@@ -49,6 +50,7 @@ from kernelform.errors import (
     BadResponse,
     ClientError,
     ConnectError,
+    KernelformError,
     KernelNotFound,
     Remedy,
     RequestTimeout,
@@ -102,6 +104,7 @@ class JupyterClient:
     ) -> None:
         self.base_url = _normalise(url)
         self.server = display_url(self.base_url)
+        _check_token(token)
         self.timeouts = timeouts or Timeouts()
         self._token = token
         self._retries = retries
@@ -427,6 +430,11 @@ class JupyterClient:
                 continue
             except requests.RequestException as e:
                 self._raise_transport(e, method=method, path=path, timeout=timeout)
+            except LocationParseError as e:  # a host requests lets through, urllib3 does not
+                raise ConnectError(
+                    f"{method} {path} cannot be sent: the URL is not valid ({self._clean(str(e))})",
+                    server=self.server,
+                ) from e
             if response.status_code != 500 or not repeat_500:
                 return response
             log.debug("%s %s: HTTP 500; retrying once", method, url)
@@ -450,6 +458,11 @@ class JupyterClient:
             spoken = "plain http" if mismatch.speaks == "http" else "https (TLS)"
             raise ConnectError(
                 f"the server answers in {spoken}, not {urlsplit(self.server).scheme}: use {other}",
+                server=self.server,
+            ) from error
+        if isinstance(error, _UNUSABLE_REQUEST):
+            raise ConnectError(
+                f"{what} cannot be sent: the URL or a header is not valid ({detail})",
                 server=self.server,
             ) from error
         if isinstance(error, requests.exceptions.SSLError):
@@ -548,6 +561,12 @@ class JupyterClient:
         return [self._model(model, item) for item in data]
 
 
+_UNUSABLE_REQUEST = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidHeader,
+)
 PROBE_TIMEOUT = 2.0
 _HTTPS_SYMPTOMS = (ReadTimeoutError, ConnectTimeoutError, SSLError, ProtocolError)
 _HTTP_SYMPTOMS = (ProtocolError,)
@@ -648,12 +667,40 @@ def display_url(url: str) -> str:
 
 
 def _normalise(url: str) -> str:
+    """*url* with a trailing slash, no query or fragment; ``KernelformError`` if it is not
+    an http(s) URL with a host (the URL is not echoed: it may carry a token)."""
     url = url.strip()
     if "://" not in url:
         url = "http://" + url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port out of range)
+    except ValueError as e:
+        raise KernelformError(
+            f"the server URL is not valid ({e}); expected http(s)://HOST[:PORT][/PREFIX/]"
+        ) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        what = "has no host" if parts.scheme.lower() in ("http", "https") else "is not http(s)"
+        raise KernelformError(f"the server URL {what}; expected http(s)://HOST[:PORT][/PREFIX/]")
+    if any(c.isspace() for c in url):
+        raise KernelformError("the server URL contains spaces")
     path = parts.path if parts.path.endswith("/") else parts.path + "/"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _check_token(token: str) -> None:
+    """A token an HTTP header can carry: Latin-1, no control characters (never echoed)."""
+    try:
+        token.encode("latin-1")
+    except UnicodeEncodeError:
+        raise KernelformError(
+            "the token has characters an HTTP header cannot carry (beyond Latin-1);"
+            " check it (was it pasted with something else?)"
+        ) from None
+    if any(not c.isprintable() for c in token):
+        raise KernelformError(
+            "the token has control characters (a line break?) an HTTP header cannot carry; check it"
+        )
 
 
 def _kernel_path(kernel_id: str) -> str:

@@ -322,6 +322,10 @@ class Workspace:
 
     def import_kernel(self, address: str, kernel_id: str) -> Resource:
         """Adopt a running kernel for a declared address."""
+        try:
+            parse_target(address)
+        except ValueError as e:
+            raise KernelformError(str(e)) from None
         desired = {d.address: d for d in self.manifest.desired()}
         item = desired.get(address)
         if item is None:
@@ -463,8 +467,11 @@ def locate_manifest(plan: Plan, plan_file: Path) -> Path:
         places.append(plan_file.parent / plan.manifest_path)
     places = list(dict.fromkeys(places))
     for place in places:
-        if place.is_file():
-            return place
+        try:
+            if place.is_file():
+                return place
+        except OSError:  # e.g. a directory on the way that cannot be searched
+            continue
     where = f"{plan_file}: {places[0]} does not exist"
     if len(places) > 1:
         where = f"{plan_file}: neither {' nor '.join(str(p) for p in places)} exists"

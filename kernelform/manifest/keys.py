@@ -126,6 +126,19 @@ def _check_spec(spec: str) -> str:
     return spec
 
 
+def _check_token(token: str) -> str:
+    """A token the Authorization header can carry; never echoed."""
+    try:
+        token.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "token has characters an HTTP header cannot carry (beyond Latin-1)"
+        ) from None
+    if any(not c.isprintable() for c in token):
+        raise ValueError("token has control characters (a line break?) a header cannot carry")
+    return token
+
+
 def _check_cwd(cwd: str | None) -> str | None:
     if cwd is None:
         return None
@@ -259,6 +272,7 @@ class ServerKeys(_Section):
     ]
     token: Annotated[
         str,
+        AfterValidator(_check_token),
         Key("a string", secret=True, quote_hint=True),
         _described({"type": "string"}),
         Field(

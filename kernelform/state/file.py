@@ -335,6 +335,10 @@ class FileStateStore(StateStore):
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 return self._holder(fd)
+            except OSError as e:  # e.g. ENOLCK: a filesystem without locks
+                raise StateError(
+                    f"cannot check the lock {self.lock_path}: flock failed: {e.strerror or e}"
+                ) from e
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
         finally:
