@@ -507,6 +507,26 @@ def _workspace_options(command: F, shared: Shared = Shared.ALL) -> F:
     return command
 
 
+def complete_addresses(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion of --target: the manifest's kernels and addresses (none if unreadable)."""
+    from kernelform.errors import KernelformError
+    from kernelform.manifest import load_manifest
+
+    path = ctx.params.get("manifest") or os.environ.get("KERNELFORM_FILE") or DEFAULT_MANIFEST
+    try:
+        manifest = load_manifest(path)
+    except KernelformError:
+        return []
+    names = {*manifest.kernels, *(d.address for d in manifest.desired())}
+    return [
+        click.shell_completion.CompletionItem(name)
+        for name in sorted(names)
+        if name.startswith(incomplete)
+    ]
+
+
 def _plan_options(command: F) -> F:
     options = [
         click.option(
@@ -514,6 +534,7 @@ def _plan_options(command: F) -> F:
             "--target",
             "targets",
             multiple=True,
+            shell_complete=complete_addresses,
             help="Limit to this address (repeatable); 'etl' covers etl[0], etl[1], ...",
         ),
         click.option(
@@ -1095,6 +1116,50 @@ def force_unlock(
         )
     unlocked = workspace.store.force_unlock(lock_id)
     emit(f"Removed the lock {lock_id}: {unlocked.done}.")
+
+
+@cli.command()
+@workspace_command(shared=Shared.MANIFEST | Shared.STATE | Shared.COLOR)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON document.")
+def status(workspace: Workspace, printer: Printer, as_json: bool) -> None:
+    """Show every declared, managed and prunable kernel, live, with its drift.
+
+    One row per kernel: address, server, kernel id, spec, execution state,
+    connections, the notebooks using it, age (since kernelform started it), last
+    activity, and what the next plan would do with it ("ok" when nothing). It
+    reads what a plan reads, once, and takes no lock.
+    """
+    from kernelform.status import render_status, status_document, status_rows
+
+    warn_clear_text(workspace)
+    computed, live, state = workspace.observe()
+    warn_unchecked_dirs(live)
+    rows = status_rows(workspace.manifest, state, live, computed)
+    now = workspace.clock()
+    if as_json:
+        emit_json(status_document(rows, now=now))
+    else:
+        printer.lines(render_status(rows, now=now))
+
+
+COMPLETE_VAR = "_KERNELFORM_COMPLETE"
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (click's).
+
+    \b
+    bash:  eval "$(kernelform completion bash)"     (in ~/.bashrc; bash >= 4.4)
+    zsh:   eval "$(kernelform completion zsh)"      (in ~/.zshrc)
+    fish:  kernelform completion fish | source      (in ~/.config/fish/config.fish)
+    """
+    from click.shell_completion import get_completion_class
+
+    complete = get_completion_class(shell)
+    assert complete is not None  # the three choices are click's own
+    emit(complete(cli, {}, "kernelform", COMPLETE_VAR).source())
 
 
 @cli.command()

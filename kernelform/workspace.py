@@ -237,6 +237,14 @@ class Workspace:
         )
         return plan, live, state
 
+    def observe(self) -> tuple[Plan, dict[str, LiveServer], State]:
+        """The plan as ``plan`` computes it, for ``status``: without the lock (it reads
+        only) and without health probes (a request per kernel)."""
+        state = self.store.read()
+        live = self.refresh(self.involved_servers(state), dirs=self.declared_dirs())
+        plan = make_plan(self.manifest, state, live, now=self.clock())
+        return plan, live, state
+
     def check_saved(self, plan: Plan) -> tuple[dict[str, LiveServer], State]:
         """Refuse a saved plan that no longer matches the state, manifest or kernels."""
         if plan.manifest_digest != self.manifest.meaning:
