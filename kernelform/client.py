@@ -335,11 +335,12 @@ class JupyterClient:
             self._probed = True
         host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
         timeout = min(self.timeouts.connect, PROBE_TIMEOUT)
-        if parts.scheme == "https" and _speaks_plain_http(host, port, timeout=timeout):
-            return "http"
-        if parts.scheme == "http" and _speaks_tls(host, port, timeout=timeout):
-            return "https"
-        return None
+        plain = _speaks_plain_http(host, port, timeout=timeout)
+        if parts.scheme == "https":
+            return "http" if plain else None
+        # An http server answers the plain probe at once; only one that does not
+        # (a reset, a close) is asked for a TLS handshake.
+        return "https" if not plain and _speaks_tls(host, port, timeout=timeout) else None
 
     def _raise_if_unknown_spec(self, name: str, cause: ServerError) -> None:
         try:
