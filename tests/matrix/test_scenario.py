@@ -162,8 +162,8 @@ def test_scenario(any_jupyter: JupyterServer, generation: Generation, tmp_path: 
     listed = {k["id"] for k in bench.raw("list").json()}
     assert listed == server.kernel_ids() == {*bench.ids().values(), started["id"]}
     assert bench.raw("restart", started["id"]).json()["id"] == started["id"]
-    assert bench.raw("interrupt", etl).json() is None
-    assert bench.raw("shutdown", started["id"]).json() is None
+    assert bench.raw("interrupt", etl).json() == {"interrupt": etl}
+    assert bench.raw("shutdown", started["id"]).json() == {"shutdown": started["id"]}
     server.wait_gone(started["id"])
 
     forced = bench.apply("--force", wait=True)
