@@ -9,8 +9,11 @@ session's real jupyter server; about 40 s.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,12 +160,22 @@ def test_targeting_is_said_once_and_a_recorded_target_is_known(
 
 def test_answers_are_read_from_a_pipe(project: Path, jupyter: JupyterServer) -> None:
     write_manifest(project, jupyter, "  etl: {spec: python3}\n")
-    for stdin in ("", "\n" * 0):
-        refused = kf(project, jupyter, "apply", stdin=stdin)
-        assert refused.code == 1 and errors(refused) == [
-            "Error: no terminal to ask for confirmation and no answer on stdin; pass"
-            " --auto-approve to apply without asking (or pipe 'yes' into it)"
-        ], refused
+    refusal = (
+        "Error: no terminal to ask for confirmation and no answer on stdin; pass"
+        " --auto-approve to apply without asking (or pipe 'yes' into it)"
+    )
+    empty = kf(project, jupyter, "apply", stdin="")
+    assert empty.code == 1 and errors(empty) == [refusal], empty
+    closed = subprocess.run(  # stdin closed altogether (`<&-`)
+        [sys.executable, "-m", "kernelform", "apply"],
+        cwd=project,
+        env={**os.environ, "NO_COLOR": "1", **server_env(jupyter)},
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.close(0),
+        check=False,
+    )
+    assert closed.returncode == 1 and closed.stderr.splitlines() == [refusal], closed
     assert jupyter.kernel_ids() == set()
     applied = kf(project, jupyter, "apply", stdin="yes\n")
     assert applied.code == 0, applied
