@@ -878,8 +878,9 @@ def carry_out(
             [outcome_line(outcome)], err=output is not Output.HUMAN
         ),
         on_interrupt=lambda in_flight: emit(
-            f"\nInterrupted: nothing new is started; waiting for the {in_flight} action(s)"
-            " in flight to finish and be recorded (Ctrl-C again to stop at once).",
+            f"\nInterrupted: nothing new is started; the {in_flight} action(s) in flight finish"
+            " and are recorded, a wait for a kernel to answer is cut short (that kernel is"
+            " recorded as tainted). Ctrl-C again to stop at once.",
             err=True,
         ),
     )
@@ -980,8 +981,12 @@ def apply_saved(workspace: Workspace, printer: Printer, plan_file: Path, *, outp
             f" what was planned (its own targets and --force included); make a new plan with"
             f" {'them' if len(given) > 1 else 'it'}: 'kernelform plan {given[0]} … --out FILE'"
         )
+    from kernelform.workspace import relocate
+
     saved = load_plan(plan_file)
-    with open_workspace(for_saved_plan(settings, saved, plan_file)) as planned:
+    settings = for_saved_plan(settings, saved, plan_file)
+    saved = relocate(saved, settings.manifest_path)
+    with open_workspace(settings) as planned:
         made = f", made {saved.created_at:%Y-%m-%d %H:%M:%S %Z}" if saved.created_at else ""
         emit(
             f"Applying the saved plan {plan_file} (manifest {planned.manifest.path}{made}).",

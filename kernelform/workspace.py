@@ -465,6 +465,22 @@ def _names(addresses: Iterable[str]) -> set[str]:
     return found
 
 
+def relocate(plan: Plan, manifest: Path) -> Plan:
+    """*plan* as made next to *manifest*: a saved plan applied from another checkout (found
+    through its manifest, moved) expects a file state kept beside the manifest to have
+    moved with it. A state elsewhere (another path, a database) is expected where it was."""
+    if not plan.manifest_absolute or not plan.state_location:
+        return plan
+    old, new = Path(plan.manifest_absolute).parent, manifest.absolute().parent
+    if old == new:
+        return plan
+    try:
+        inside = Path(plan.state_location).relative_to(old)
+    except ValueError:
+        return plan
+    return replace(plan, state_location=str(new / inside))
+
+
 def locate_manifest(plan: Plan, plan_file: Path) -> Path:
     """The manifest a saved plan was made from: its absolute path, or (moved together
     with the plan, another checkout) the same path relative to the plan file."""
