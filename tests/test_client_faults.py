@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import pytest
 
 from kernelform.client import JupyterClient
-from kernelform.errors import AuthError, BadResponse, ConnectError, ServerError
+from kernelform.errors import AuthError, BadResponse, ConnectError, Remedy, ServerError
 from kernelform.facts import LiveServer
 from tests.fakehttp import FakeHTTPServer, Recorded, Reply, ResetServer, json_reply
 
@@ -304,4 +304,5 @@ def test_jupyter_server_403_is_still_a_token_problem() -> None:
     denial = {"message": "Forbidden", "reason": None}
     with served(lambda r, n: json_reply(403, denial)) as (fake, client):
         err = _raised(AuthError, client.list_kernels)
-    assert "check the token" in _check(err, fake.url)
+    assert "not authenticated (HTTP 403)" in _check(err, fake.url)
+    assert err.remedy is Remedy.CHECK_TOKEN  # the CLI words it: --token, or servers.NAME.token
