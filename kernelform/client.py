@@ -1,14 +1,16 @@
 """One HTTP client per Jupyter server, for the six kernel operations.
 
-It is the only module that speaks HTTP. It reuses one ``requests.Session``
-(and so its connection pool) for every call, retries reads through urllib3's
-``Retry`` (GET only: a write is never repeated blindly; a GET answered 500 is
-repeated once, as the Kernel Gateway fails one read after a kernel with a
-session is shut down), sends the token only in
-the ``Authorization`` header, and turns every failure into an error from
-``kernelform.errors`` that names the server and says what to do. The API's traps
-(see the REST notes: 500 for an unknown spec, HTML 404 pages, ``_xsrf`` answers
-to a bad token) are translated here, so that nothing above knows about them.
+It is the only module that speaks HTTP. ``HttpClient`` holds the transport
+every client shares (``JupyterClient`` here, ``kernelform.hub.HubClient`` for a
+JupyterHub's API): one ``requests.Session`` (and so its connection pool) for
+every call, reads retried through urllib3's ``Retry`` (GET only: a write is
+never repeated blindly; a GET answered 500 is repeated once, as the Kernel
+Gateway fails one read after a kernel with a session is shut down), the token
+only in the ``Authorization`` header, timeouts and TLS settings, and every
+failure turned into an error from ``kernelform.errors`` that names the server
+and says what to do. The Jupyter API's traps (see the REST notes: 500 for an
+unknown spec, HTML 404 pages, ``_xsrf`` answers to a bad token) are translated
+in ``JupyterClient``, so that nothing above knows about them.
 
 Every GET carries ``no_track_activity=1``: jupyter_server (and through it
 JupyterHub's idle culler) counts any other authenticated API request as user
@@ -27,7 +29,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -77,20 +79,27 @@ KERNEL_ID_START_VERSION = (2, 21)
 KERNEL_ID_END_VERSION = (4, 0)
 GATEWAY_LIST_OPTION = "--JupyterWebsocketPersonality.list_kernels=True"
 M = TypeVar("M", bound=BaseModel)
+C = TypeVar("C", bound="HttpClient")
+Query = Mapping[str, str | int]
 NO_TRACK_ACTIVITY = {"no_track_activity": "1"}
 
 
-class JupyterClient:
-    """A client for one Jupyter server's kernel API.
+class HttpClient:
+    """JSON over HTTP to one service, with the conventions every client shares.
 
     ``url`` may carry a path prefix (``https://hub/user/ana/``); every request
     goes under it. ``verify`` is True (the system CA store), a CA bundle path,
-    or False to skip TLS verification.
+    or False to skip TLS verification. With ``follow_redirects=False`` a 3xx
+    answer is an error (``_raise_status`` decides which) instead of being
+    followed: a redirect may turn a POST into a GET elsewhere.
     """
+
+    _wrong_url_hint = "is this the right URL?"
+    _service = "the service"
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str,
         token: str = "",
         *,
         timeouts: Timeouts | None = None,
@@ -99,8 +108,8 @@ class JupyterClient:
         backoff: float = 0.2,
         pool_size: int = 10,
         hooks: Hooks = NO_HOOKS,
-        kernel_ids: KernelIds = KernelIds.ASK_SERVER,
         adapter: BaseAdapter | None = None,
+        follow_redirects: bool = True,
     ) -> None:
         self.base_url = _normalise(url)
         self.server = display_url(self.base_url)
@@ -110,7 +119,7 @@ class JupyterClient:
         self._retries = retries
         self._backoff = backoff
         self._hooks = hooks
-        self._kernel_ids = kernel_ids
+        self._follow_redirects = follow_redirects
         self._redactor = Redactor([token])
         self._session = requests.Session()
         self._session.verify = verify
@@ -138,9 +147,9 @@ class JupyterClient:
         self._session.mount("https://", adapter)
 
     def __repr__(self) -> str:
-        return f"JupyterClient({self.server!r})"
+        return f"{type(self).__name__}({self.server!r})"
 
-    def __enter__(self) -> JupyterClient:
+    def __enter__(self: C) -> C:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -195,6 +204,288 @@ class JupyterClient:
     def scrub(self, text: str) -> str:
         """*text* (from a server or a kernel) with the token replaced by ``***``."""
         return self._redactor.redact(text)
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def _probe_scheme(self, error: Exception) -> str | None:
+        """On this client's first transport failure: the scheme the server speaks, if it
+        is not the URL's (``"http"`` for an https URL, ``"https"`` for an http one).
+
+        An https URL on a plain-http server fails its TLS handshake by timeout (the
+        server waits for a request line that never comes), an http URL on a TLS port
+        by a reset: neither says why. One quick look at the port does.
+        """
+        parts = urlsplit(self.base_url)
+        suspicious = _HTTPS_SYMPTOMS if parts.scheme == "https" else _HTTP_SYMPTOMS
+        if not isinstance(error, suspicious) or _is_certificate_error(error):
+            return None
+        with self._probe_lock:
+            if self._probed:
+                return None
+            self._probed = True
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+        timeout = min(self.timeouts.connect, PROBE_TIMEOUT)
+        plain = _speaks_plain_http(host, port, timeout=timeout)
+        if parts.scheme == "https":
+            return "http" if plain else None
+        # An http server answers the plain probe at once; only one that does not
+        # (a reset, a close) is asked for a TLS handshake.
+        return "https" if not plain and _speaks_tls(host, port, timeout=timeout) else None
+
+    def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        kernel_id: str | None = None,
+        json: dict[str, Any] | None = None,
+        read_timeout: float | None = None,
+        params: Query | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        response = self._request(
+            method,
+            path,
+            kernel_id=kernel_id,
+            json=json,
+            read_timeout=read_timeout,
+            params=params,
+            headers=headers,
+        )
+        try:
+            return response.json()
+        except ValueError as e:
+            raise BadResponse(
+                f"{method} {path} answered {_content_type(response)}, not JSON: "
+                f"{self._body(response)!r}; {self._wrong_url_hint}",
+                server=self.server,
+            ) from e
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        kernel_id: str | None = None,
+        json: dict[str, Any] | None = None,
+        read_timeout: float | None = None,
+        params: Query | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        url = self.base_url + path
+        timeout = (self.timeouts.connect, read_timeout or self.timeouts.read)
+        query = {**self._default_query(method), **(params or {})}
+        log.debug("%s %s", method, url)
+        self._hooks.before_request(method, url)
+        response = self._send(
+            method, url, json=json, timeout=timeout, path=path, params=query, headers=headers
+        )
+        self._hooks.after_request(method, url, response.status_code)
+        if response.status_code >= 400 or response.is_redirect:
+            self._raise_status(response, method=method, path=path, kernel_id=kernel_id)
+        return response
+
+    def _default_query(self, method: str) -> Query:
+        """Query arguments every *method* request carries (none by default)."""
+        return {}
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: dict[str, Any] | None,
+        timeout: tuple[float, float],
+        path: str,
+        params: Query,
+        headers: Mapping[str, str] | None,
+    ) -> requests.Response:
+        """One request; a GET whose answer broke off mid-body, or was a 500, is repeated too.
+
+        urllib3's ``Retry`` repeats a GET whose connection fails before the answer's
+        headers arrive, but not one whose body is cut short (the body is read after
+        urllib3 returns): that one is repeated here, with the same count and backoff.
+        A GET answered 500 is repeated once (when retries are on): the Kernel Gateway
+        answers ``GET api/sessions`` with 500 once after a kernel that had a session
+        is shut down (it drops the stale session while failing), then 200.
+        """
+        attempts = 1 + (self._retries if method == "GET" else 0)
+        attempt = 1
+        repeat_500 = method == "GET" and self._retries > 0
+        while True:
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    json=json,
+                    timeout=timeout,
+                    params=params or None,
+                    headers=headers,
+                    allow_redirects=self._follow_redirects,
+                )
+            except requests.exceptions.ChunkedEncodingError as e:
+                if attempt >= attempts:
+                    self._raise_transport(e, method=method, path=path, timeout=timeout)
+                log.debug("%s %s: the answer broke off (%s); retrying", method, url, e)
+                time.sleep(self._backoff * 2 ** (attempt - 1))
+                attempt += 1
+                continue
+            except requests.RequestException as e:
+                self._raise_transport(e, method=method, path=path, timeout=timeout)
+            except LocationParseError as e:  # a host requests lets through, urllib3 does not
+                raise ConnectError(
+                    f"{method} {path} cannot be sent: the URL is not valid ({self._clean(str(e))})",
+                    server=self.server,
+                ) from e
+            if response.status_code != 500 or not repeat_500:
+                return response
+            log.debug("%s %s: HTTP 500; retrying once", method, url)
+            repeat_500 = False
+            response.close()
+            time.sleep(self._backoff)
+
+    def _raise_transport(
+        self,
+        error: requests.RequestException,
+        *,
+        method: str,
+        path: str,
+        timeout: tuple[float, float],
+    ) -> NoReturn:
+        what = f"{method} {path}"
+        detail = self._clean(_root_cause(error))
+        mismatch = _retry_reason(error)
+        if isinstance(mismatch, SchemeMismatch):
+            other = _with_scheme(self.server, mismatch.speaks)
+            spoken = "plain http" if mismatch.speaks == "http" else "https (TLS)"
+            raise ConnectError(
+                f"the server answers in {spoken}, not {urlsplit(self.server).scheme}: use {other}",
+                server=self.server,
+            ) from error
+        if isinstance(error, _UNUSABLE_REQUEST):
+            raise ConnectError(
+                f"{what} cannot be sent: the URL or a header is not valid ({detail})",
+                server=self.server,
+            ) from error
+        if isinstance(error, requests.exceptions.SSLError):
+            raise with_remedy(
+                ConnectError(f"TLS verification failed ({detail})", server=self.server),
+                Remedy.TRUST_CERTIFICATE,
+            ) from error
+        if isinstance(error, requests.exceptions.ConnectTimeout):
+            raise RequestTimeout(
+                f"no connection within {timeout[0]:g}s; is the server up and reachable?",
+                server=self.server,
+            ) from error
+        if isinstance(error, requests.exceptions.Timeout) or isinstance(
+            _retry_reason(error), ReadTimeoutError
+        ):
+            raise RequestTimeout(
+                f"{what} got no answer within {timeout[1]:g}s; the server is overloaded "
+                "or stuck; retry, or raise the timeout",
+                server=self.server,
+            ) from error
+        if isinstance(error, requests.exceptions.ConnectionError) and not _broke_midway(error):
+            raise ConnectError(
+                f"cannot connect ({detail}); is {self._service} running at this URL?",
+                server=self.server,
+            ) from error
+        raise ConnectError(
+            f"{what} failed: the connection broke ({detail}); retry",
+            server=self.server,
+        ) from error
+
+    def _raise_status(
+        self, response: requests.Response, *, method: str, path: str, kernel_id: str | None
+    ) -> NoReturn:
+        """Turn an error (or unfollowed redirect) answer into a ``ClientError``."""
+        status = response.status_code
+        if status in (401, 403):
+            raise AuthError(f"not authenticated (HTTP {status})", server=self.server)
+        if response.is_redirect:
+            where = self._clean(urlsplit(response.headers.get("Location", "")).path)
+            raise ServerError(
+                f"{method} {path} was redirected (HTTP {status}) to {where or 'nowhere'}",
+                server=self.server,
+                status=status,
+            )
+        raise ServerError(
+            f"{method} {path} failed with HTTP {status}: {self._message(response)}",
+            server=self.server,
+            status=status,
+        )
+
+    def _message(self, response: requests.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            return self._body(response) or response.reason or "no message"
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            return self._clean(body["message"])
+        return self._body(response)
+
+    def _body(self, response: requests.Response) -> str:
+        return self._clean(response.text)
+
+    def _clean(self, text: str) -> str:
+        return shorten(self._redactor.redact(text))
+
+    def _model(self, model: type[M], data: Any) -> M:
+        try:
+            return model.model_validate(data)
+        except ValidationError as e:
+            raise BadResponse(
+                f"unexpected answer shape for {model.__name__}: "
+                f"{self._clean(str(e.errors()[0]['msg']))}",
+                server=self.server,
+            ) from e
+
+    def _models(self, model: type[M], data: Any) -> list[M]:
+        if not isinstance(data, list):
+            raise BadResponse(
+                f"expected a list of {model.__name__} objects, got {type(data).__name__}",
+                server=self.server,
+            )
+        return [self._model(model, item) for item in data]
+
+
+class JupyterClient(HttpClient):
+    """A client for one Jupyter server's kernel API (see ``HttpClient`` for the transport).
+
+    It is a ``kernelform.server.KernelServer``.
+    """
+
+    _wrong_url_hint = "is this a Jupyter server URL?"
+    _service = "the Jupyter server"
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str = "",
+        *,
+        timeouts: Timeouts | None = None,
+        verify: bool | str = True,
+        retries: int = 3,
+        backoff: float = 0.2,
+        pool_size: int = 10,
+        hooks: Hooks = NO_HOOKS,
+        kernel_ids: KernelIds = KernelIds.ASK_SERVER,
+        adapter: BaseAdapter | None = None,
+        follow_redirects: bool = True,
+    ) -> None:
+        super().__init__(
+            url,
+            token,
+            timeouts=timeouts,
+            verify=verify,
+            retries=retries,
+            backoff=backoff,
+            pool_size=pool_size,
+            hooks=hooks,
+            adapter=adapter,
+            follow_redirects=follow_redirects,
+        )
+        self._kernel_ids = kernel_ids
 
     # -- the read operations ---------------------------------------------------
 
@@ -315,32 +606,10 @@ class JupyterClient:
 
         return probe(self, kernel_id, timeout=timeout)
 
-    # -- plumbing ----------------------------------------------------------------
+    # -- Jupyter's own answers -----------------------------------------------------
 
-    def _probe_scheme(self, error: Exception) -> str | None:
-        """On this client's first transport failure: the scheme the server speaks, if it
-        is not the URL's (``"http"`` for an https URL, ``"https"`` for an http one).
-
-        An https URL on a plain-http server fails its TLS handshake by timeout (the
-        server waits for a request line that never comes), an http URL on a TLS port
-        by a reset: neither says why. One quick look at the port does.
-        """
-        parts = urlsplit(self.base_url)
-        suspicious = _HTTPS_SYMPTOMS if parts.scheme == "https" else _HTTP_SYMPTOMS
-        if not isinstance(error, suspicious) or _is_certificate_error(error):
-            return None
-        with self._probe_lock:
-            if self._probed:
-                return None
-            self._probed = True
-        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
-        timeout = min(self.timeouts.connect, PROBE_TIMEOUT)
-        plain = _speaks_plain_http(host, port, timeout=timeout)
-        if parts.scheme == "https":
-            return "http" if plain else None
-        # An http server answers the plain probe at once; only one that does not
-        # (a reset, a close) is asked for a TLS handshake.
-        return "https" if not plain and _speaks_tls(host, port, timeout=timeout) else None
+    def _default_query(self, method: str) -> Query:
+        return NO_TRACK_ACTIVITY if method == "GET" else {}
 
     def _raise_if_unknown_spec(self, name: str, cause: ServerError) -> None:
         try:
@@ -354,145 +623,6 @@ class JupyterClient:
                 spec=name,
                 available=specs,
             ) from cause
-
-    def _json(
-        self,
-        method: str,
-        path: str,
-        *,
-        kernel_id: str | None = None,
-        json: dict[str, Any] | None = None,
-        read_timeout: float | None = None,
-    ) -> Any:
-        response = self._request(
-            method, path, kernel_id=kernel_id, json=json, read_timeout=read_timeout
-        )
-        try:
-            return response.json()
-        except ValueError as e:
-            raise BadResponse(
-                f"{method} {path} answered {_content_type(response)}, not JSON: "
-                f"{self._body(response)!r}; is this a Jupyter server URL?",
-                server=self.server,
-            ) from e
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        kernel_id: str | None = None,
-        json: dict[str, Any] | None = None,
-        read_timeout: float | None = None,
-    ) -> requests.Response:
-        url = self.base_url + path
-        timeout = (self.timeouts.connect, read_timeout or self.timeouts.read)
-        log.debug("%s %s", method, url)
-        self._hooks.before_request(method, url)
-        response = self._send(method, url, json=json, timeout=timeout, path=path)
-        self._hooks.after_request(method, url, response.status_code)
-        if response.status_code >= 400:
-            self._raise_status(response, method=method, path=path, kernel_id=kernel_id)
-        return response
-
-    def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        json: dict[str, Any] | None,
-        timeout: tuple[float, float],
-        path: str,
-    ) -> requests.Response:
-        """One request; a GET whose answer broke off mid-body, or was a 500, is repeated too.
-
-        urllib3's ``Retry`` repeats a GET whose connection fails before the answer's
-        headers arrive, but not one whose body is cut short (the body is read after
-        urllib3 returns): that one is repeated here, with the same count and backoff.
-        A GET answered 500 is repeated once (when retries are on): the Kernel Gateway
-        answers ``GET api/sessions`` with 500 once after a kernel that had a session
-        is shut down (it drops the stale session while failing), then 200.
-        """
-        attempts = 1 + (self._retries if method == "GET" else 0)
-        attempt = 1
-        repeat_500 = method == "GET" and self._retries > 0
-        while True:
-            try:
-                params = NO_TRACK_ACTIVITY if method == "GET" else None
-                response = self._session.request(
-                    method, url, json=json, timeout=timeout, params=params
-                )
-            except requests.exceptions.ChunkedEncodingError as e:
-                if attempt >= attempts:
-                    self._raise_transport(e, method=method, path=path, timeout=timeout)
-                log.debug("%s %s: the answer broke off (%s); retrying", method, url, e)
-                time.sleep(self._backoff * 2 ** (attempt - 1))
-                attempt += 1
-                continue
-            except requests.RequestException as e:
-                self._raise_transport(e, method=method, path=path, timeout=timeout)
-            except LocationParseError as e:  # a host requests lets through, urllib3 does not
-                raise ConnectError(
-                    f"{method} {path} cannot be sent: the URL is not valid ({self._clean(str(e))})",
-                    server=self.server,
-                ) from e
-            if response.status_code != 500 or not repeat_500:
-                return response
-            log.debug("%s %s: HTTP 500; retrying once", method, url)
-            repeat_500 = False
-            response.close()
-            time.sleep(self._backoff)
-
-    def _raise_transport(
-        self,
-        error: requests.RequestException,
-        *,
-        method: str,
-        path: str,
-        timeout: tuple[float, float],
-    ) -> NoReturn:
-        what = f"{method} {path}"
-        detail = self._clean(_root_cause(error))
-        mismatch = _retry_reason(error)
-        if isinstance(mismatch, SchemeMismatch):
-            other = _with_scheme(self.server, mismatch.speaks)
-            spoken = "plain http" if mismatch.speaks == "http" else "https (TLS)"
-            raise ConnectError(
-                f"the server answers in {spoken}, not {urlsplit(self.server).scheme}: use {other}",
-                server=self.server,
-            ) from error
-        if isinstance(error, _UNUSABLE_REQUEST):
-            raise ConnectError(
-                f"{what} cannot be sent: the URL or a header is not valid ({detail})",
-                server=self.server,
-            ) from error
-        if isinstance(error, requests.exceptions.SSLError):
-            raise with_remedy(
-                ConnectError(f"TLS verification failed ({detail})", server=self.server),
-                Remedy.TRUST_CERTIFICATE,
-            ) from error
-        if isinstance(error, requests.exceptions.ConnectTimeout):
-            raise RequestTimeout(
-                f"no connection within {timeout[0]:g}s; is the server up and reachable?",
-                server=self.server,
-            ) from error
-        if isinstance(error, requests.exceptions.Timeout) or isinstance(
-            _retry_reason(error), ReadTimeoutError
-        ):
-            raise RequestTimeout(
-                f"{what} got no answer within {timeout[1]:g}s; the server is overloaded "
-                "or stuck; retry, or raise the timeout",
-                server=self.server,
-            ) from error
-        if isinstance(error, requests.exceptions.ConnectionError) and not _broke_midway(error):
-            raise ConnectError(
-                f"cannot connect ({detail}); is the Jupyter server running at this URL?",
-                server=self.server,
-            ) from error
-        raise ConnectError(
-            f"{what} failed: the connection broke ({detail}); retry",
-            server=self.server,
-        ) from error
 
     def _raise_status(
         self, response: requests.Response, *, method: str, path: str, kernel_id: str | None
@@ -509,8 +639,6 @@ class JupyterClient:
             else:
                 refusal = f"{method} {path} refused (HTTP 403): {message}"
             raise ServerError(refusal, server=self.server, status=status)
-        if status in (401, 403):
-            raise AuthError(f"not authenticated (HTTP {status})", server=self.server)
         if status == 404 and kernel_id is not None:
             raise KernelNotFound(
                 f"no kernel {kernel_id} on the server", server=self.server, kernel_id=kernel_id
@@ -522,44 +650,7 @@ class JupyterClient:
                 server=self.server,
                 status=status,
             )
-        raise ServerError(
-            f"{method} {path} failed with HTTP {status}: {message}",
-            server=self.server,
-            status=status,
-        )
-
-    def _message(self, response: requests.Response) -> str:
-        try:
-            body = response.json()
-        except ValueError:
-            return self._body(response) or response.reason or "no message"
-        if isinstance(body, dict) and isinstance(body.get("message"), str):
-            return self._clean(body["message"])
-        return self._body(response)
-
-    def _body(self, response: requests.Response) -> str:
-        return self._clean(response.text)
-
-    def _clean(self, text: str) -> str:
-        return shorten(self._redactor.redact(text))
-
-    def _model(self, model: type[M], data: Any) -> M:
-        try:
-            return model.model_validate(data)
-        except ValidationError as e:
-            raise BadResponse(
-                f"unexpected answer shape for {model.__name__}: "
-                f"{self._clean(str(e.errors()[0]['msg']))}",
-                server=self.server,
-            ) from e
-
-    def _models(self, model: type[M], data: Any) -> list[M]:
-        if not isinstance(data, list):
-            raise BadResponse(
-                f"expected a list of {model.__name__} objects, got {type(data).__name__}",
-                server=self.server,
-            )
-        return [self._model(model, item) for item in data]
+        super()._raise_status(response, method=method, path=path, kernel_id=kernel_id)
 
 
 _UNUSABLE_REQUEST = (

@@ -510,3 +510,36 @@ def test_no_token_sends_no_authorization_header() -> None:
     for request in fake.requests:
         assert "Authorization" not in request.headers
         assert request.query == ("no_track_activity=1" if request.method == "GET" else "")
+
+
+def test_every_read_leaves_the_server_idle() -> None:
+    """Reads send no_track_activity=1 (so no culler sees kernelform as a user); writes do not."""
+    with FakeHTTPServer(_kernel_api) as fake, JupyterClient(fake.url, "t") as client:
+        client.list_kernels()
+        client.list_sessions()
+        with pytest.raises(KernelNotFound):
+            client.get_kernel(UNKNOWN_ID + "0")
+        client.start_kernel("python3")
+        client.shutdown_kernel(UNKNOWN_ID)
+    reads = [r for r in fake.requests if r.method == "GET"]
+    paths = ["/api/kernels", "/api/sessions", f"/api/kernels/{UNKNOWN_ID}0"]
+    assert [r.path for r in reads] == paths
+    assert all(r.query == "no_track_activity=1" for r in reads)
+    assert [r.query for r in fake.requests if r.method != "GET"] == ["", ""]
+
+
+def test_an_unfollowed_redirect_is_an_error_not_a_get_elsewhere() -> None:
+    def redirect(request: Recorded, number: int) -> Reply:
+        return Reply(302, b"", {"Location": "/hub/user/ana/api/kernels?no_track_activity=1"})
+
+    with (
+        FakeHTTPServer(redirect) as fake,
+        JupyterClient(fake.url, "t", follow_redirects=False, backoff=0) as client,
+        pytest.raises(ServerError) as info,
+    ):
+        client.start_kernel("python3")
+    assert info.value.status == 302
+    assert str(info.value).endswith(
+        "POST api/kernels was redirected (HTTP 302) to /hub/user/ana/api/kernels"
+    )
+    assert [r.method for r in fake.requests] == ["POST"]
