@@ -70,6 +70,7 @@ def manifest_schema() -> dict[str, Any]:
         "type": "object",
         "properties": properties,
         "required": [name for name, section in SECTIONS.items() if section.required],
+        "anyOf": [{"required": [name]} for name, s in SECTIONS.items() if s.hosts_kernels],
         "additionalProperties": False,
         "$defs": definitions,
     }

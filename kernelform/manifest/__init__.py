@@ -59,9 +59,17 @@ manifest has little use for them (anchors alone are ignored). At most
 """
 
 from kernelform.manifest.document import MAX_BYTES, MAX_DEPTH, MAX_NODES
-from kernelform.manifest.keys import MAX_COUNT, KernelKeys, ServerKeys
+from kernelform.manifest.keys import MAX_COUNT, HubKeys, KernelKeys, ServerKeys
 from kernelform.manifest.loader import MAX_PROBLEMS, load_manifest, parse_manifest
-from kernelform.manifest.model import Desired, KernelDecl, Manifest, ServerConfig
+from kernelform.manifest.model import (
+    Desired,
+    HubConfig,
+    KernelDecl,
+    Manifest,
+    ServerConfig,
+    split_user_server,
+    user_server,
+)
 
 __all__ = [
     "MAX_BYTES",
@@ -70,6 +78,8 @@ __all__ = [
     "MAX_NODES",
     "MAX_PROBLEMS",
     "Desired",
+    "HubConfig",
+    "HubKeys",
     "KernelDecl",
     "KernelKeys",
     "Manifest",
@@ -77,4 +87,6 @@ __all__ = [
     "ServerKeys",
     "load_manifest",
     "parse_manifest",
+    "split_user_server",
+    "user_server",
 ]

@@ -23,15 +23,17 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from kernelform.errors import Problem
 from kernelform.manifest.document import Stop
 from kernelform.manifest.keys import (
+    DEFAULT_START_TIMEOUT,
     NAME,
     SECTIONS,
+    HubKeys,
     KernelKeys,
     Key,
     ServerKeys,
     TopKeys,
     key_of,
 )
-from kernelform.manifest.model import KernelDecl, ServerConfig
+from kernelform.manifest.model import HubConfig, KernelDecl, ServerConfig
 from kernelform.manifest.variables import ExpandError, expand
 from kernelform.masking import Secret
 from kernelform.wording import closest, quoted
@@ -103,7 +105,7 @@ class Checker:
 
     def check(
         self, root: Node | None
-    ) -> tuple[dict[str, ServerConfig], dict[str, KernelDecl], TopKeys]:
+    ) -> tuple[dict[str, ServerConfig], dict[str, HubConfig], dict[str, KernelDecl], TopKeys]:
         if root is None or _is_null(root):
             raise Stop(1, 1, "the manifest is empty")
         if not isinstance(root, MappingNode):
@@ -130,16 +132,36 @@ class Checker:
                 self.add(key_node, _unknown_key(key, "at the top level", list(TOP_LEVEL_KEYS)))
         top = self.top_level(root, settings)
 
+        hubs: dict[str, HubConfig] = {}
+        hub_names: list[str] = []
+        if "hubs" in sections:
+            key_node, value_node = sections["hubs"]
+            if not _is_null(value_node) and (
+                node := self.mapping(value_node, "hubs", "a mapping of hub names to settings")
+            ):
+                for name, name_node, entry in self.items(node, noun="hub", where=""):
+                    hub_names.append(name)
+                    if not NAME.fullmatch(name):
+                        self.add(name_node, _bad_name("hub", name))
+                    hub = self.hub(name, name_node, entry)
+                    if hub is not None:
+                        hubs[name] = hub
+
         servers: dict[str, ServerConfig] = {}
         server_names: list[str] = []
         if "servers" not in sections:
-            self.add(root, "the manifest declares no servers; add a 'servers' mapping")
+            if not hub_names:
+                self.add(
+                    root,
+                    "the manifest declares no servers; add a 'servers' mapping (or 'hubs')",
+                )
         else:
             key_node, value_node = sections["servers"]
             if _is_null(value_node) or (
                 isinstance(value_node, MappingNode) and not value_node.value
             ):
-                self.add(key_node, "servers is empty; declare at least one server")
+                if not hub_names:
+                    self.add(key_node, "servers is empty; declare at least one server")
             elif node := self.mapping(
                 value_node, "servers", "a mapping of server names to settings"
             ):
@@ -160,10 +182,12 @@ class Checker:
                 for name, name_node, entry in self.items(node, noun="kernel", where=""):
                     if not NAME.fullmatch(name):
                         self.add(name_node, _bad_name("kernel", name))
-                    kernel = self.kernel(name, name_node, entry, server_names)
+                    kernel = self.kernel(
+                        name, name_node, entry, servers=server_names, hubs=hub_names
+                    )
                     if kernel is not None:
                         kernels[name] = kernel
-        return servers, kernels, top
+        return servers, hubs, kernels, top
 
     def top_level(self, root: Node, nodes: dict[str, tuple[Node, Node]]) -> TopKeys:
         """The top-level settings (``state``); the defaults when any is invalid (reported)."""
@@ -233,7 +257,7 @@ class Checker:
                 elif kind_ == "extra_forbidden":
                     self.add(nodes[key][0], _unknown_key(key, f"in {label}", valid))
                 elif kind_ == "value_error" and key in nodes:
-                    self.add(_value_at(*nodes[key]), str(error["ctx"]["error"]))
+                    self.add(_item_at(nodes[key], error["loc"]), str(error["ctx"]["error"]))
                 elif key in nodes:
                     value = error["input"]
                     meta = key_of(model.model_fields[key])
@@ -248,6 +272,8 @@ class Checker:
 
     def value(self, key: str, node: Node, meta: Key) -> Any:
         """The Python value of a setting: expanded if a string; ``_FAILED`` if reported."""
+        if isinstance(node, SequenceNode) and meta.sequence:
+            return self.sequence(key, node)
         if isinstance(node, SequenceNode):
             return []
         if isinstance(node, MappingNode):
@@ -270,6 +296,25 @@ class Checker:
             return int(value) if isinstance(value, int) else float(value)
         self.add(node, f"unsupported YAML tag {_short_tag(tag)} on {key}")
         return _FAILED
+
+    def sequence(self, key: str, node: SequenceNode) -> Any:
+        """A list of names: each item's text (``${VAR}`` expanded; a number as written)."""
+        if node.tag != TAG + "seq":
+            self.add(node, f"unsupported YAML tag {_short_tag(node.tag)} on {key}")
+            return _FAILED
+        items: list[Any] = []
+        failed = False
+        for item in node.value:
+            tag = str(item.tag)
+            if isinstance(item, ScalarNode) and tag == TAG + "str":
+                items.append(self.expand(item, secret=False))
+            elif isinstance(item, ScalarNode) and tag == TAG + "int":
+                items.append(str(item.value))  # a user name may be a number: 20231234
+            else:
+                self.add(item, f"{key} must be {_LIST_OF[key]}, got {_node_kind(item)} in it")
+                items.append(_FAILED)
+            failed = failed or items[-1] is _FAILED
+        return _FAILED if failed else items
 
     def expand(self, node: ScalarNode, *, secret: bool) -> Any:
         try:
@@ -297,21 +342,49 @@ class Checker:
         checked = self.entry("server", name, name_node, node, ServerKeys)
         if checked is None or checked.model is None:
             return None
-        model, nodes = checked.model, checked.nodes
+        model = checked.model
         assert isinstance(model, ServerKeys)
+        verify = self.verify(model, checked.nodes)
+        if verify is None:
+            return None
+        return ServerConfig(
+            name=name, url=model.url, token=Secret(model.token), prune=model.prune, verify=verify
+        )
+
+    def hub(self, name: str, name_node: Node, node: Node) -> HubConfig | None:
+        checked = self.entry("hub", name, name_node, node, HubKeys)
+        if checked is None or checked.model is None:
+            return None
+        model = checked.model
+        assert isinstance(model, HubKeys)
+        verify = self.verify(model, checked.nodes)
+        if verify is None:
+            return None
+        return HubConfig(
+            name=name,
+            url=model.url,
+            token=Secret(model.token),
+            groups=tuple(model.groups),
+            users=tuple(model.users),
+            start_servers=model.start_servers,
+            start_timeout=model.start_timeout or DEFAULT_START_TIMEOUT,
+            prune=model.prune,
+            verify=verify,
+        )
+
+    def verify(
+        self, model: ServerKeys | HubKeys, nodes: dict[str, tuple[Node, Node]]
+    ) -> bool | str | None:
+        """How to verify TLS: True, False (insecure) or a CA bundle; None if reported."""
         if model.insecure and model.ca_bundle is not None:
             self.add(
                 nodes["insecure"][1], "insecure: true and ca_bundle contradict each other; keep one"
             )
             return None
-        verify: bool | str = not model.insecure
         if model.ca_bundle is not None:
-            verify = self.ca_bundle(model.ca_bundle, _value_at(*nodes["ca_bundle"]))
-            if not verify:
-                return None
-        return ServerConfig(
-            name=name, url=model.url, token=Secret(model.token), prune=model.prune, verify=verify
-        )
+            bundle = self.ca_bundle(model.ca_bundle, _value_at(*nodes["ca_bundle"]))
+            return bundle or None
+        return not model.insecure
 
     def ca_bundle(self, written: str, node: Node) -> str:
         """The bundle's path relative to the manifest, if it holds certificates; else "" and
@@ -337,37 +410,41 @@ class Checker:
         return ""
 
     def kernel(
-        self, name: str, name_node: Node, node: Node, servers: list[str]
+        self, name: str, name_node: Node, node: Node, *, servers: list[str], hubs: list[str]
     ) -> KernelDecl | None:
         checked = self.entry("kernel", name, name_node, node, KernelKeys)
         if checked is None:
             return None
-        # The server is checked even when other settings are wrong: all problems at once.
-        raw = checked.data.get("server")
-        if "server" in checked.failed or (raw is not None and not isinstance(raw, str)):
-            return None  # reported already
-        if not servers:
+        # Where it runs is checked even when other settings are wrong: all problems at once.
+        places: dict[str, str | None] = {}
+        for key in ("server", "hub"):
+            raw = checked.data.get(key)
+            if key in checked.failed or (raw is not None and not isinstance(raw, str)):
+                return None  # reported already
+            places[key] = raw or None
+        if not servers and not hubs:
             return None  # the missing servers are reported already
-        server = raw or None
-        listing = ", ".join(servers)
-        if server is None:
-            if len(servers) > 1:
-                self.add(
-                    name_node,
-                    f"kernel {quoted(name)} does not say which server it runs on, and there are "
-                    f"{len(servers)} ({listing}); add e.g. 'server: {servers[0]}'",
-                )
-                return None
-            server = servers[0]
-        elif server not in servers:
-            close = closest(server, servers)
-            hint = f"did you mean '{close}'? " if close else ""
+        server, hub = places["server"], places["hub"]
+        if server is not None and hub is not None:
             self.add(
-                checked.nodes["server"][1],
-                f"kernel {quoted(name)} names unknown server {quoted(server)}; "
-                f"{hint}servers: {listing}",
+                checked.nodes["hub"][0],
+                f"kernel {quoted(name)} names both server {quoted(server)} and hub "
+                f"{quoted(hub)}; keep one",
             )
             return None
+        if server is None and hub is None:
+            if len(servers) == 1 and not hubs:
+                server = servers[0]
+            elif len(hubs) == 1 and not servers:
+                hub = hubs[0]
+            else:
+                self.add(name_node, _where_missing(name, servers, hubs))
+                return None
+        else:
+            kind, named, declared = ("hub", hub, hubs) if hub else ("server", server, servers)
+            assert named is not None
+            if not self.known(name, kind, named, declared, checked.nodes):
+                return None
         model = checked.model
         if model is None:
             return None
@@ -382,7 +459,9 @@ class Checker:
             setup_code = self.setup_file(model.setup_file, _value_at(*checked.nodes["setup_file"]))
             if setup_code is None:
                 return None
-        return KernelDecl(name=name, server=server, keys=model, setup_code=setup_code)
+        return KernelDecl(
+            name=name, server=server, hub=hub, keys=model, setup_code=setup_code
+        )
 
     def setup_file(self, written: str, node: Node) -> str | None:
         """The code in *written* (relative to the manifest), or None and a problem."""
@@ -410,6 +489,26 @@ class Checker:
                 self.add(node, f"setup_file {quoted(written)} is not UTF-8 text (byte {e.start})")
         return None
 
+    def known(
+        self,
+        kernel: str,
+        kind: str,
+        name: str,
+        declared: list[str],
+        nodes: dict[str, tuple[Node, Node]],
+    ) -> bool:
+        """Whether the server or hub a kernel names is declared; if not, a problem."""
+        if name in declared:
+            return True
+        close = closest(name, declared)
+        hint = f"did you mean '{close}'? " if close else ""
+        listing = f"{kind}s: {', '.join(declared)}" if declared else f"no {kind} is declared"
+        self.add(
+            nodes[kind][1],
+            f"kernel {quoted(kernel)} names unknown {kind} {quoted(name)}; {hint}{listing}",
+        )
+        return False
+
 
 _FAILED: Any = object()
 
@@ -423,6 +522,36 @@ class _Entry:
     nodes: dict[str, tuple[Node, Node]]
     data: dict[str, Any]
     failed: set[str]
+
+
+_LIST_OF = {"groups": "a list of group names", "users": "a list of user names"}
+
+
+def _where_missing(kernel: str, servers: list[str], hubs: list[str]) -> str:
+    """The problem of a kernel that does not say where it runs, among several places."""
+    if not hubs:
+        return (
+            f"kernel {quoted(kernel)} does not say which server it runs on, and there are "
+            f"{len(servers)} ({', '.join(servers)}); add e.g. 'server: {servers[0]}'"
+        )
+    places = [f"{len(servers)} server(s) ({', '.join(servers)})"] if servers else []
+    places.append(f"{len(hubs)} hub(s) ({', '.join(hubs)})")
+    example = f"'server: {servers[0]}' or 'hub: {hubs[0]}'" if servers else f"'hub: {hubs[0]}'"
+    return (
+        f"kernel {quoted(kernel)} does not say where it runs, and there are "
+        f"{' and '.join(places)}; add e.g. {example}"
+    )
+
+
+def _item_at(nodes: tuple[Node, Node], loc: tuple[int | str, ...]) -> Node:
+    """Where a problem with a value is: the list item pydantic's *loc* points at, if any."""
+    key_node, value_node = nodes
+    index = loc[1] if len(loc) > 1 else None
+    if isinstance(index, int) and isinstance(value_node, SequenceNode):
+        items: list[Node] = value_node.value
+        if 0 <= index < len(items):
+            return items[index]
+    return _value_at(key_node, value_node)
 
 
 def _value_at(key_node: Node, value_node: Node) -> Node:

@@ -54,6 +54,7 @@ class Key:
     secret: bool = False
     quote_hint: bool = False  # a number where text is meant: suggest quotes (cwd: 2024)
     verbatim_numbers: bool = False  # a number is kept as written: 1.10 stays "1.10"
+    sequence: bool = False  # a YAML list of scalars (names), each kept as its text
 
 
 def key_of(field: FieldInfo) -> Key:
@@ -235,8 +236,8 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class ServerKeys(_Section):
-    """One entry of ``servers:``: a Jupyter server reached over its REST API."""
+class _Endpoint(_Section):
+    """What reaching an HTTP service takes: a server's or a hub's keys alike."""
 
     # The checker refuses insecure: true with a ca_bundle; the schema says it too
     # (for literal values: a ${VAR} may expand to anything).
@@ -267,7 +268,7 @@ class ServerKeys(_Section):
         ),
         Field(
             description="http(s) URL of the Jupyter server, with its path prefix if any "
-            "(/user/ana/). Required."
+            "(/user/ana/); for a hub, its public URL. Required."
         ),
     ]
     token: Annotated[
@@ -284,8 +285,8 @@ class ServerKeys(_Section):
         Flag,
         Key("true or false"),
         Field(
-            description="true: live kernels not in the state are shut down, unless in use. "
-            "Default false."
+            description="true: live kernels not in the state are shut down, unless in use "
+            "(on a hub: on each selected user's server). Default false."
         ),
     ] = False
     ca_bundle: Annotated[
@@ -301,6 +302,79 @@ class ServerKeys(_Section):
         Key("true or false"),
         Field(description="true skips TLS verification. Default false."),
     ] = False
+
+
+class ServerKeys(_Endpoint):
+    """One entry of ``servers:``: a Jupyter server reached over its REST API."""
+
+
+def _check_names(names: list[str], info: ValidationInfo) -> list[str]:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{info.field_name} lists {quoted(name)} twice")
+        seen.add(name)
+    return names
+
+
+def _check_name_item(name: str) -> str:
+    if not name.strip():
+        raise ValueError("a name must not be empty")
+    return name
+
+
+def _check_user(name: str) -> str:
+    if any(c.isspace() for c in name) or "/" in name:
+        raise ValueError(
+            f"user name {quoted(name)} cannot be part of a kernel address (no spaces or '/')"
+        )
+    return name
+
+
+_NAMES_SCHEMA: dict[str, Any] = {"type": "array", "items": {"type": ["string", "integer"]}}
+GroupNames = Annotated[
+    list[Annotated[str, AfterValidator(_check_name_item)]],
+    AfterValidator(_check_names),
+    _described(_NAMES_SCHEMA),
+]
+UserNames = Annotated[
+    list[Annotated[str, AfterValidator(_check_name_item), AfterValidator(_check_user)]],
+    AfterValidator(_check_names),
+    _described(_NAMES_SCHEMA),
+]
+
+DEFAULT_START_TIMEOUT = timedelta(minutes=5)
+
+
+class HubKeys(_Endpoint):
+    """One entry of ``hubs:``: a JupyterHub whose users' servers hold kernels (a fleet)."""
+
+    groups: Annotated[
+        GroupNames,
+        Key("a list of group names", sequence=True),
+        Field(description="select the members of these groups. Default: none."),
+    ] = []
+    users: Annotated[
+        UserNames,
+        Key("a list of user names", sequence=True),
+        Field(
+            description="select these users (besides the groups' members). With neither "
+            "groups nor users: every user of the hub."
+        ),
+    ] = []
+    start_servers: Annotated[
+        Flag,
+        Key("true or false"),
+        Field(
+            description="true: start a selected user's stopped default server (and wait "
+            "until it is ready) before starting its kernels. Default false: skip it."
+        ),
+    ] = False
+    start_timeout: Annotated[
+        Duration,
+        Key("a duration like 30m"),
+        Field(description="how long to wait for a started server to be ready. Default 5m."),
+    ] = DEFAULT_START_TIMEOUT
 
 
 class KernelKeys(_Section):
@@ -332,7 +406,19 @@ class KernelKeys(_Section):
     server: Annotated[
         Text,
         Key("a string", quote_hint=True),
-        Field(description="which server; required when more than one is declared."),
+        Field(
+            description="which server; may be left out when exactly one server and no hub "
+            "is declared."
+        ),
+    ] = None
+    hub: Annotated[
+        Text,
+        Key("a string", quote_hint=True),
+        Field(
+            description="which hub, instead of server: the kernel(s) run on every selected "
+            "user's server, addressed NAME@USER. May be left out when exactly one hub and "
+            "no server is declared."
+        ),
     ] = None
     cwd: Annotated[
         str | None,
@@ -470,14 +556,24 @@ class Section:
     required: bool
     may_be_empty: bool
     description: str
+    hosts_kernels: bool = False  # servers, hubs: a manifest needs at least one of these
 
 
 SECTIONS: dict[str, Section] = {
     "servers": Section(
         ServerKeys,
-        required=True,
+        required=False,
         may_be_empty=False,
-        description="The Jupyter servers, by name; at least one.",
+        description="The Jupyter servers, by name (a manifest declares servers, hubs, or both).",
+        hosts_kernels=True,
+    ),
+    "hubs": Section(
+        HubKeys,
+        required=False,
+        may_be_empty=True,
+        description="JupyterHubs, by name: a kernel declared on a hub runs on the server of "
+        "each user the hub selects (NAME@USER).",
+        hosts_kernels=True,
     ),
     "kernels": Section(
         KernelKeys,

@@ -66,7 +66,7 @@ def _parse(
             yaml=yaml,
             base_dir=os.path.dirname(filename),
         )
-        servers, kernels, top = checker.check(compose(yaml, text))
+        servers, hubs, kernels, top = checker.check(compose(yaml, text))
     except Stop as stop:
         raise ManifestError([Problem(filename, stop.line, stop.col, stop.message)]) from None
     if checker.problems:
@@ -81,6 +81,7 @@ def _parse(
     return Manifest(
         path=filename,
         servers=MappingProxyType(servers),
+        hubs=MappingProxyType(hubs),
         kernels=MappingProxyType(kernels),
         digest=hashlib.sha256(data).hexdigest(),
         state=Secret(top.state) if top.state else None,

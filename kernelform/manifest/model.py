@@ -1,9 +1,16 @@
-"""What a valid manifest is, once read: servers, kernel declarations, desired addresses.
+"""What a valid manifest is, once read: servers, hubs, kernel declarations, desired addresses.
 
 These are the only manifest types the rest of kernelform uses. A kernel's
 settings stay in its validated ``KernelKeys`` (one declaration per key); a
-``KernelDecl`` adds what reading the file resolved (the server, the setup
-code), and ``desired()`` expands ``count`` into one ``Desired`` per address.
+``KernelDecl`` adds what reading the file resolved (the server or hub, the
+setup code), and ``desired()`` expands ``count`` into one ``Desired`` per
+address.
+
+A kernel declared on a hub runs on each selected user's server: which users
+those are is only known by asking the hub (``kernelform.fleet``), so
+``desired()`` takes them as an argument. A user's server is named
+``HUB@USER`` (a hub name has no ``@``), and its kernels ``NAME@USER`` or
+``NAME[i]@USER``: the rest of kernelform sees ordinary servers.
 """
 
 from __future__ import annotations
@@ -11,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from kernelform.address import Address
 from kernelform.manifest.keys import KernelKeys
@@ -32,14 +40,49 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
-class KernelDecl:
-    """One entry of ``kernels:``: its validated keys, the server they resolve to, and the
-    setup code (from ``setup``, or read from ``setup_file``)."""
+class HubConfig:
+    """One JupyterHub: which users' servers form its fleet, and how to reach it."""
 
     name: str
-    server: str
+    url: str
+    token: Secret
+    groups: tuple[str, ...]
+    users: tuple[str, ...]
+    start_servers: bool
+    start_timeout: timedelta
+    prune: bool
+    verify: bool | str
+
+    @property
+    def selects_everyone(self) -> bool:
+        """With neither groups nor users, every user of the hub is selected."""
+        return not self.groups and not self.users
+
+
+def user_server(hub: str, user: str) -> str:
+    """The name of *user*'s server on *hub*: ``HUB@USER``."""
+    return f"{hub}@{user}"
+
+
+def split_user_server(name: str) -> tuple[str, str] | None:
+    """``'campus@ana'`` → ``('campus', 'ana')``; None for a plain server's name."""
+    hub, at, user = name.partition("@")
+    return (hub, user) if at and hub and user else None
+
+
+@dataclass(frozen=True)
+class KernelDecl:
+    """One entry of ``kernels:``: its validated keys, where they resolve to run, and
+    the setup code (from ``setup``, or read from ``setup_file``).
+
+    Exactly one of ``server`` and ``hub`` is set.
+    """
+
+    name: str
+    server: str | None
     keys: KernelKeys
     setup_code: str | None = None
+    hub: str | None = None
 
     @property
     def recipe(self) -> Recipe:
@@ -55,20 +98,19 @@ class KernelDecl:
 
 @dataclass(frozen=True)
 class Desired:
-    """One kernel that should run: ``etl`` (no count) or ``etl[i]`` (replica *i*)."""
+    """One kernel that should run: ``etl`` (no count) or ``etl[i]`` (replica *i*);
+    on a hub, ``etl@ana`` or ``etl[i]@ana`` on server ``HUB@ana``."""
 
     address: str
     decl: KernelDecl
     index: int | None
+    server: str
+    user: str | None = None
 
     @property
     def kernel(self) -> str:
         """The declaration's name (``etl`` for ``etl[3]``)."""
         return self.decl.name
-
-    @property
-    def server(self) -> str:
-        return self.decl.server
 
     @property
     def keys(self) -> KernelKeys:
@@ -93,13 +135,15 @@ class Manifest:
     kernels: Mapping[str, KernelDecl]
     digest: str
     state: Secret | None = None
+    hubs: Mapping[str, HubConfig] = field(default_factory=dict)
 
     @property
     def meaning(self) -> str:
         """The sha256 hex of what the manifest says, not of how it is written.
 
-        Servers (url, prune, TLS verification) and kernels (server, every key,
-        the setup code as read), after variables are expanded: a comment, a
+        Servers (url, prune, TLS verification), hubs (url, selection, every
+        setting but the token) and kernels (server or hub, every key, the setup
+        code as read), after variables are expanded: a comment, a
         reformatting or a reordering leaves it unchanged; a changed key or
         variable changes it. Tokens are left out: a rotated token changes
         nothing a plan does, and no value derived from a secret is saved.
@@ -124,15 +168,46 @@ class Manifest:
             }
             for name, decl in self.kernels.items()
         }
-        text = json.dumps({"servers": servers, "kernels": kernels}, sort_keys=True)
+        said: dict[str, object] = {"servers": servers, "kernels": kernels}
+        if self.hubs:
+            said["hubs"] = {
+                name: {
+                    "url": hub.url,
+                    "groups": list(hub.groups),
+                    "users": list(hub.users),
+                    "start_servers": hub.start_servers,
+                    "start_timeout": hub.start_timeout.total_seconds(),
+                    "prune": hub.prune,
+                    "verify": (
+                        os.path.abspath(hub.verify) if isinstance(hub.verify, str) else hub.verify
+                    ),
+                }
+                for name, hub in self.hubs.items()
+            }
+        text = json.dumps(said, sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def desired(self) -> list[Desired]:
         """Every kernel address the manifest asks for, in declaration order."""
+    def desired(self, members: Mapping[str, Sequence[str]] | None = None) -> list[Desired]:
+        """Every kernel address the manifest asks for, in declaration order.
+
+        *members* gives each hub's selected users (see ``kernelform.fleet``);
+        a hub kernel has one address per selected user (none without *members*).
+        """
         out: list[Desired] = []
         for decl in self.kernels.values():
             count = decl.keys.count
             indexes: list[int | None] = [None] if count is None else list(range(count))
-            for index in indexes:
-                out.append(Desired(address=str(Address(decl.name, index)), decl=decl, index=index))
+            if decl.hub is None:
+                assert decl.server is not None
+                for index in indexes:
+                    address = str(Address(decl.name, index))
+                    out.append(Desired(address, decl, index, server=decl.server))
+                continue
+            for user in (members or {}).get(decl.hub, ()):
+                server = user_server(decl.hub, user)
+                for index in indexes:
+                    address = str(Address(decl.name, index, user))
+                    out.append(Desired(address, decl, index, server=server, user=user))
         return out

@@ -32,6 +32,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 # Broken manifests the schema accepts, by the reason only the checker catches them.
 UNKNOWN_SERVER = "a kernel's server must be one declared under servers"
 WHICH_SERVER = "with several servers, a kernel must name one"
+ONE_PLACE = "a kernel names a server or a hub, not both (the schema does not pair keys)"
 UNDEFINED = "${VAR} without a default must be set; ${...} syntax is checked at expansion"
 EXPANDED = "what a ${VAR} expands to is only known when the manifest is read"
 URL_DETAIL = "url details past its scheme (host, port, user) need a URL parser"
@@ -39,6 +40,7 @@ LIMITS = "numeric limits written in ways a pattern does not follow (100 years, o
 YAML_TYPES = "YAML types the JSON data model has no name for"
 
 CHECKER_ONLY: dict[str, str] = {
+    "hub-and-server": ONE_PLACE,
     "count-exponent": YAML_TYPES + " (1e3 and 2.0 are JSON integers)",
     "count-float-whole": YAML_TYPES + " (1e3 and 2.0 are JSON integers)",
     "kernel-name-null": YAML_TYPES + " (a null key)",
