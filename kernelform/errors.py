@@ -16,6 +16,9 @@ so that callers only ever need to know this module.
     │   ├── UnknownKernelSpec       start asked for a spec the server lacks
     │   ├── ServerError             any other error status
     │   ├── BadResponse             an answer that is not the JSON expected
+    │   ├── MissingScope            a hub token lacks a scope (named)
+    │   ├── UnknownOnHub            a group or user the manifest names is not on the hub
+    │   ├── ServerStopped           a hub user's server is not running (or stopped mid-run)
     │   └── KernelNotReady          a kernel died, vanished or stayed silent (channels)
     │       └── SetupFailed         its setup code raised
     ├── ManifestError               one or more FILE:LINE:COL problems
@@ -128,6 +131,22 @@ class ServerError(ClientError):
 
 class BadResponse(ClientError):
     """The server answered, but not with the JSON the API promises."""
+
+
+class MissingScope(ClientError):
+    """A JupyterHub refused a call because the token lacks ``scope``."""
+
+    def __init__(self, message: str, *, server: str, scope: str) -> None:
+        self.scope = scope
+        super().__init__(message, server=server)
+
+
+class UnknownOnHub(ClientError):
+    """A group or user the manifest selects does not exist on the hub."""
+
+
+class ServerStopped(ClientError):
+    """A hub user's server is not running: stopped, pending, or stopped during the run."""
 
 
 class KernelNotReady(ClientError):

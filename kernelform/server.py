@@ -65,3 +65,10 @@ class KernelServer(Protocol):
     def probe(self, kernel_id: str, *, timeout: float) -> ProbeResult:
         """Whether the kernel answers on its control channel within *timeout*."""
         ...
+
+class ServerLauncher(Protocol):
+    """Starts a server that is not running (a hub user's); errors are ``ClientError``s."""
+
+    def launch(self) -> None:
+        """Start the server unless it runs, and return once its API answers."""
+        ...

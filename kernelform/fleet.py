@@ -1,0 +1,218 @@
+"""Fleets: the servers of a JupyterHub's selected users, seen as ordinary servers.
+
+A kernel declared with ``hub: campus`` runs on the default server of every
+user the hub ``campus`` selects (``groups:`` members and ``users:``, or every
+user). Only the hub knows who they are and whose server runs, so this module
+asks it (``resolve_fleets``, I/O) and hands the planner plain frozen
+``Fleet`` objects: for each hub, its members with their server's status and
+whether they are selected. A member's server is named ``HUB@USER``; once
+running, it is read and planned like any other server (a
+``kernelform.hub.UserServerClient`` is a ``KernelServer``).
+
+Members are the selected users plus the users the state still records
+kernels for (they may have left the selection: their kernels are then shut
+down, if their server runs). Every user model is read concurrently.
+
+``UserServerLauncher`` starts a stopped member's server for the executor
+(``start_servers: true``) and returns once the server answers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from kernelform.errors import MissingScope, UnknownOnHub
+from kernelform.hub import HubClient, HubUser, ServerStatus, UserServerClient
+from kernelform.manifest import HubConfig, Manifest, split_user_server, user_server
+from kernelform.state import State
+
+__all__ = [
+    "Fleet",
+    "Member",
+    "ServerStatus",
+    "UserServerLauncher",
+    "members_of",
+    "resolve_fleets",
+]
+
+MAX_WORKERS = 16
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One user of a hub's fleet: their server's name and status, and whether selected."""
+
+    user: str
+    server: str
+    status: ServerStatus
+    selected: bool = True
+
+    @property
+    def running(self) -> bool:
+        return self.status is ServerStatus.RUNNING
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "server": self.server,
+            "status": self.status.value,
+            "selected": self.selected,
+        }
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """One hub's members, and the hub settings the planner needs."""
+
+    hub: str
+    members: tuple[Member, ...] = ()
+    start_servers: bool = False
+    prune: bool = False
+
+    _by_server: Mapping[str, Member] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_server", {m.server: m for m in self.members})
+
+    def selected_users(self) -> list[str]:
+        return [m.user for m in self.members if m.selected]
+
+    def member(self, server: str) -> Member | None:
+        return self._by_server.get(server)
+
+    @classmethod
+    def build(
+        cls,
+        hub: str,
+        statuses: Mapping[str, ServerStatus | str],
+        *,
+        departed: Mapping[str, ServerStatus | str] | None = None,
+        start_servers: bool = False,
+        prune: bool = False,
+    ) -> Fleet:
+        """A fleet from user → status (selected) and *departed* user → status (not)."""
+        members = [
+            Member(user, user_server(hub, user), ServerStatus(status), selected)
+            for selected, group in ((True, statuses), (False, departed or {}))
+            for user, status in group.items()
+        ]
+        return cls(hub, tuple(members), start_servers=start_servers, prune=prune)
+
+
+def members_of(fleets: Mapping[str, Fleet]) -> dict[str, list[str]]:
+    """Each hub's selected users, for ``Manifest.desired``."""
+    return {hub: fleet.selected_users() for hub, fleet in fleets.items()}
+
+
+def hubs_in_use(manifest: Manifest, state: State) -> list[str]:
+    """The hubs a plan must ask: those with a declared kernel or a recorded one."""
+    used = {decl.hub for decl in manifest.kernels.values() if decl.hub is not None}
+    for resource in state.resources.values():
+        parts = split_user_server(resource.server)
+        if parts is not None:
+            used.add(parts[0])
+    return [name for name in manifest.hubs if name in used]
+
+
+def resolve_fleets(
+    manifest: Manifest, state: State, clients: Mapping[str, HubClient]
+) -> dict[str, Fleet]:
+    """Ask each hub in use who its members are and whether their servers run."""
+    return {
+        name: _resolve(manifest.hubs[name], clients[name], state)
+        for name in hubs_in_use(manifest, state)
+    }
+
+
+def _resolve(config: HubConfig, client: HubClient, state: State) -> Fleet:
+    models: dict[str, HubUser] = {}
+    if config.selects_everyone:
+        for model in client.users():
+            models.setdefault(model.name, model)
+        selected = list(models)
+    else:
+        groups = _each(client.group_members, config.groups)
+        selected = list(dict.fromkeys([*(u for g in groups for u in g), *config.users]))
+        models.update(zip(selected, _each(client.user, selected), strict=True))
+    recorded = list(
+        dict.fromkeys(
+            parts[1]
+            for parts in (split_user_server(r.server) for r in state.resources.values())
+            if parts is not None and parts[0] == config.name and parts[1] not in models
+        )
+    )
+    departed = dict(zip(recorded, _each(_lookup(client), recorded), strict=True))
+    statuses = {user: _status(client, models[user]) for user in selected}
+    gone = {
+        user: ServerStatus.NO_USER if model is None else _status(client, model)
+        for user, model in departed.items()
+    }
+    return Fleet.build(
+        config.name,
+        statuses,
+        departed=gone,
+        start_servers=config.start_servers,
+        prune=config.prune,
+    )
+
+
+def _status(client: HubClient, model: HubUser) -> ServerStatus:
+    status = model.status()
+    if status is None:
+        raise MissingScope(
+            f"the token lacks the scope read:servers (or read:users): the hub does not say "
+            f"whether {model.name}'s server runs; add it to the token's role",
+            server=client.server,
+            scope="read:servers",
+        )
+    return status
+
+
+def _lookup(client: HubClient) -> Callable[[str], HubUser | None]:
+    """``client.user``, but None for a user the hub no longer has."""
+
+    def lookup(name: str) -> HubUser | None:
+        try:
+            return client.user(name)
+        except UnknownOnHub:
+            return None
+
+    return lookup
+
+
+def _each(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """*function* over *items*, concurrently; results in order, the first error raised."""
+    if len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(len(items), MAX_WORKERS)) as pool:
+        futures = [pool.submit(function, item) for item in items]
+        return [future.result() for future in futures]
+
+
+@dataclass(frozen=True)
+class UserServerLauncher:
+    """Starts one member's server through the hub; a ``kernelform.server.ServerLauncher``."""
+
+    hub: HubClient
+    client: UserServerClient
+    timeout: timedelta
+
+    def launch(self) -> None:
+        began = time.monotonic()
+        self.hub.start_server(self.client.user, timeout=self.timeout)
+        left = self.timeout.total_seconds() - (time.monotonic() - began)
+        self.client.wait_until_answering(timeout=max(left, 5.0))
+
+
+def fleet_servers(fleets: Iterable[Fleet]) -> dict[str, Member]:
+    """Every member by server name, across fleets."""
+    return {m.server: m for fleet in fleets for m in fleet.members}
