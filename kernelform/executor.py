@@ -12,7 +12,10 @@ so a crash loses nothing already done:
 - replace: the old kernel is first recorded as deposed (``ADDRESS~deposed``),
   then the new one is started and recorded, then the old one shut down and
   forgotten; a crash in between leaves the deposed kernel to the next plan;
-- restart, shutdown: the state is written right after the server answers.
+- restart, shutdown: the state is written right after the server answers;
+- server-start (a hub user's server, ``start_servers: true``): runs first;
+  every change on that server waits for it, and fails without a request if
+  the server did not start. Nothing is recorded: the state holds kernels only.
 
 Ready means ready: with ``waits``, a started or restarted kernel's action
 only succeeds once the kernel answers over its websocket (and its setup code
@@ -58,11 +61,11 @@ from kernelform.errors import (
     RequestTimeout,
     StateWriteError,
 )
-from kernelform.facts import LiveServer
+from kernelform.facts import LiveServer, read_server
 from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.plan import Action, Change, Plan, UpdateKind
 from kernelform.planner import is_placeholder, placeholder_id
-from kernelform.server import KernelServer
+from kernelform.server import KernelServer, ServerLauncher
 from kernelform.state import Resource, State, StateStore
 
 Clock = Callable[[], datetime]
@@ -314,6 +317,7 @@ def execute(
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
     stop: threading.Event | None = None,
     on_interrupt: Callable[[int], None] = lambda in_flight: None,
+    launchers: Mapping[str, ServerLauncher] | None = None,
 ) -> tuple[Report, State]:
     """Carry out *plan*'s runnable changes; return the report and the final state.
 
@@ -326,6 +330,8 @@ def execute(
     as a stop has them (every start recorded), *on_interrupt* is told how many
     there are, and the report is the usual one, ``interrupted``, with the rest
     ``skipped``. A second one while they finish is raised.
+
+    *launchers* start the servers of the plan's ``server-start`` changes.
     """
     stop = stop if stop is not None else threading.Event()
     recorder = _Recorder(store, state, hooks)
@@ -338,9 +344,23 @@ def execute(
         hooks=hooks,
         waits=waits or {},
         stop=stop,
+        launchers=launchers or {},
     )
     outcomes: list[Outcome] = []
-    pending = list(plan.runnable)
+    pending, held = _order(plan.runnable)
+
+    def finished(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        on_outcome(outcome)
+        if outcome.change.action is not Action.SERVER_START:
+            return
+        queued = held.pop(outcome.change.server, [])
+        if outcome.ok:
+            pending.extend(queued)
+            return
+        for change in queued:
+            finished(_not_run(change, f"its server {change.server} did not start"))
+
     with (
         ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool,
         ThreadPoolExecutor(max_workers=MAX_WAITERS) as waiters,
@@ -371,19 +391,39 @@ def execute(
                 if isinstance(result, _Waiting):
                     waiting.add(waiters.submit(runner.finish, result))
                     continue
-                outcomes.append(result)
-                on_outcome(result)
+                finished(result)
     error = recorder.final_error()
     if error is not None:
         raise error
     store.settle(recorder.state)
+    never_run = [*pending, *(change for queued in held.values() for change in queued)]
     report = Report(
         outcomes=tuple(outcomes),
         blocked=plan.blocked,
-        skipped=tuple(pending),
+        skipped=tuple(never_run),
         interrupted=interrupted,
     )
     return report, recorder.state
+
+
+def _order(changes: Iterable[Change]) -> tuple[list[Change], dict[str, list[Change]]]:
+    """What can run now (server starts first), and what waits for a server to start."""
+    changes = list(changes)
+    starting = {c.server for c in changes if c.action is Action.SERVER_START}
+    ready = [c for c in changes if c.action is Action.SERVER_START]
+    held: dict[str, list[Change]] = {}
+    for change in changes:
+        if change.action is Action.SERVER_START:
+            continue
+        if change.server in starting:
+            held.setdefault(change.server, []).append(change)
+        else:
+            ready.append(change)
+    return ready, held
+
+
+def _not_run(change: Change, why: str) -> Outcome:
+    return Outcome(change, ok=False, seconds=0.0, error=f"not run: {why}")
 
 
 def _update_addresses(plan: Plan) -> list[str]:
@@ -418,15 +458,17 @@ class _Runner:
         clock: Clock,
         hooks: Hooks,
         waits: Mapping[str, WaitFor],
+        launchers: Mapping[str, ServerLauncher],
         stop: threading.Event | None = None,
     ) -> None:
         self._clients = clients
-        self._live = live
+        self._live = dict(live)  # a started server's facts are added
         self._recorder = recorder
         self._clock = clock
         self._hooks = hooks
         self._waits = waits
         self._stop = stop
+        self._launchers = launchers
 
     def run(self, change: Change) -> Outcome | _Waiting:
         """Do *change* on its server; what remains is waiting for its kernel, if anything."""
@@ -491,6 +533,9 @@ class _Runner:
         )
 
     def _dispatch(self, change: Change) -> str | None:
+        if change.action is Action.SERVER_START:
+            self._launch(change)
+            return None
         if change.action is Action.START:
             return self._start(change)
         if change.action is Action.REPLACE:
@@ -511,6 +556,14 @@ class _Runner:
             self._recorder.update(lambda s: s.without(change.address), touched=[change.address])
         return change.kernel_id
 
+    def _launch(self, change: Change) -> None:
+        """Start a hub user's server; what it reports is then known like any server's."""
+        launcher = self._launchers.get(change.server)
+        if launcher is None:
+            raise PlanError(f"no way to start server {change.server}; make a new plan")
+        launcher.launch()
+        self._live[change.server] = read_server(change.server, self._clients[change.server])
+
     def _start(self, change: Change) -> str:
         client = self._clients[change.server]
         chosen = (
@@ -526,7 +579,7 @@ class _Runner:
         self._recorder.update(lambda s: s.with_resource(pending), touched=[change.address])
         try:
             self._hooks.before_start(change.address)
-            recipe = change.recipe
+            recipe = change.kernel_recipe
             # No cwd: the server's root (as a notebook at the top), not the server
             # process's own working directory, where a start without a path runs.
             kernel = client.start_kernel(recipe.spec, path=recipe.cwd or "", kernel_id=chosen)
@@ -595,7 +648,7 @@ def _restarted(state: State, change: Change, now: datetime) -> State:
     if resource is None:
         return state
     return state.with_resource(
-        replace(resource, recipe=change.recipe, started_at=now, tainted=None)
+        replace(resource, recipe=change.kernel_recipe, started_at=now, tainted=None)
     )
 
 
@@ -637,7 +690,7 @@ def _resource(change: Change, *, kernel_id: str, now: datetime, pending: bool) -
         address=change.address,
         server=change.server,
         kernel_id=kernel_id,
-        recipe=change.recipe,
+        recipe=change.kernel_recipe,
         started_at=now,
         pending=pending,
     )

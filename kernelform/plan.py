@@ -2,9 +2,14 @@
 
 A plan is a tuple of frozen ``Change`` objects (one server action each) plus
 ``StateUpdate``s that only touch kernelform's own records (an address that
-moved, a start that must be confirmed, a gone kernel to forget). Renderers,
+moved, a start that must be confirmed, a gone kernel to forget), and the
+hub users' servers it ``skipped`` because they are not running. Renderers,
 the executor, saved plan files and the tests all consume the same objects
 through ``to_dict``/``from_dict``.
+
+A ``server-start`` change starts a hub user's server (``start_servers:
+true``); its address is the server's name (``HUB@USER``), it has no recipe,
+and the executor runs it before any change on that server.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from enum import Enum
 from typing import Any
 
 from kernelform.errors import PlanError, Remedy, with_remedy
+from kernelform.recipe import FIELD_NAMES as RECIPE_FIELDS
 from kernelform.recipe import Recipe
 
 FORMAT_VERSION = "1"
+NO_RECIPE: dict[str, None] = {name: None for name in RECIPE_FIELDS}
 
 
 class Action(str, Enum):
@@ -29,6 +36,7 @@ class Action(str, Enum):
     REPLACE = "replace"
     SHUTDOWN = "shutdown"
     INTERRUPT = "interrupt"
+    SERVER_START = "server-start"
 
 
 class UpdateKind(str, Enum):
@@ -44,7 +52,8 @@ class Change:
     """One action on one kernel, with the reason it is needed.
 
     ``kernel_id`` is the live kernel acted on (None for a start). ``recipe``
-    describes the kernel as it will be afterwards (for a shutdown: as it is).
+    describes the kernel as it will be afterwards (for a shutdown: as it is;
+    None for a ``server-start``, which starts no kernel).
     ``blocked`` changes touch a kernel in use and are only carried out with
     ``--force``; ``sessions`` names what uses it.
     ``old_server`` is set when a replace moves the kernel to another server.
@@ -54,7 +63,7 @@ class Change:
     server: str
     action: Action
     reason: str
-    recipe: Recipe
+    recipe: Recipe | None
     kernel_id: str | None = None
     blocked: bool = False
     sessions: tuple[str, ...] = ()
@@ -68,22 +77,30 @@ class Change:
             "action": self.action.value,
             "reason": self.reason,
             "kernel_id": self.kernel_id,
-            **self.recipe.to_dict(),
+            **(self.recipe.to_dict() if self.recipe is not None else NO_RECIPE),
             "blocked": self.blocked,
             "sessions": list(self.sessions),
             "managed": self.managed,
             "old_server": self.old_server,
         }
 
+    @property
+    def kernel_recipe(self) -> Recipe:
+        """The recipe of a change that acts on a kernel (every action but server-start)."""
+        if self.recipe is None:
+            raise PlanError(f"{self.address}: a {self.action.value} change has no kernel recipe")
+        return self.recipe
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Change:
+        action = Action(data["action"])
         return cls(
             address=data["address"],
             server=data["server"],
-            action=Action(data["action"]),
+            action=action,
             reason=data["reason"],
             kernel_id=data.get("kernel_id"),
-            recipe=Recipe.from_dict(data),
+            recipe=None if action is Action.SERVER_START else Recipe.from_dict(data),
             blocked=bool(data.get("blocked", False)),
             sessions=tuple(data.get("sessions", ())),
             managed=bool(data.get("managed", True)),
@@ -127,6 +144,25 @@ class StateUpdate:
 
 
 @dataclass(frozen=True)
+class Skip:
+    """A hub user's server the plan leaves alone, and why (it is not running)."""
+
+    server: str
+    hub: str
+    user: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"server": self.server, "hub": self.hub, "user": self.user, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Skip:
+        return cls(
+            server=data["server"], hub=data["hub"], user=data["user"], reason=data["reason"]
+        )
+
+
+@dataclass(frozen=True)
 class KernelFact:
     """What a change relied on about a live kernel, checked again by a saved plan."""
 
@@ -162,6 +198,7 @@ class Plan:
     targets: tuple[str, ...] = ()
     destroy: bool = False
     facts: tuple[KernelFact, ...] = field(default=())
+    skipped: tuple[Skip, ...] = ()
 
     @property
     def runnable(self) -> tuple[Change, ...]:
@@ -204,6 +241,7 @@ class Plan:
                 "workspace": self.state_workspace,
             },
             "facts": [f.to_dict() for f in self.facts],
+            "skipped": [s.to_dict() for s in self.skipped],
         }
 
     @classmethod
@@ -247,6 +285,7 @@ class Plan:
                     )
                     for f in _items(data.get("facts", []))
                 ),
+                skipped=tuple(Skip.from_dict(s) for s in data.get("skipped", [])),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise with_remedy(

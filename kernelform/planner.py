@@ -27,6 +27,25 @@ live, unmanaged, server prunes, not in use     shutdown   unmanaged
 A restart, replace or shutdown of a kernel in use is ``blocked`` when its
 declaration protects it (the default) and ``force`` is off.
 
+Fleets (kernels declared on a hub). ``fleets`` says, per hub, which users
+are selected and whether their server runs; a running member's server is
+in ``live`` like any other, named ``HUB@USER``. Then:
+
+=============================================  ============  ====================
+a member's server                              its kernels   its records
+=============================================  ============  ====================
+running, selected                              as above      as above
+running, no longer selected                    --            shut down (protect)
+not running, selected, start_servers false     skipped       kept
+not running, selected, start_servers true      server-start  replaced by starts
+                                               then start
+stopped, or user gone, not selected            --            forgotten
+pending (spawn or stop), not selected          --            kept, skipped
+=============================================  ============  ====================
+
+kernelform never stops a user's server. Prune applies to the servers of
+selected members whose hub prunes.
+
 Pending starts. The executor records every start as *pending* before it asks
 the server. On a server that takes a client-chosen ``kernel_id``, the record
 holds that id: if it runs, the start is confirmed; if not, it is started again
@@ -55,13 +74,15 @@ from kernelform.address import matches_target, parse_address
 from kernelform.duration import format_duration
 from kernelform.errors import PlanError
 from kernelform.facts import LiveServer
-from kernelform.manifest import Desired, Manifest
+from kernelform.fleet import Fleet, Member, ServerStatus, fleet_servers, members_of
+from kernelform.manifest import Desired, Manifest, split_user_server
 from kernelform.models import Kernel
 from kernelform.plan import (
     Action,
     Change,
     KernelFact,
     Plan,
+    Skip,
     StateUpdate,
     UpdateKind,
 )
@@ -97,6 +118,16 @@ class _Context:
     now: datetime
     force: bool
     searches: Mapping[str, _Search] = field(default_factory=dict)
+    fleets: Mapping[str, Fleet] = field(default_factory=dict)
+    members: Mapping[str, Member] = field(default_factory=dict)
+
+    def down(self, server: str) -> Member | None:
+        """The fleet member whose server *server* is, if it is not running."""
+        member = self.members.get(server)
+        return member if member is not None and not member.running else None
+
+    def starts_servers(self, member: Member) -> bool:
+        return self.fleets[_hub_of(member)].start_servers
 
     def reserved(self, server: str) -> set[str]:
         """Kernel ids on *server* that a pending start may own: never pruned."""
@@ -116,18 +147,25 @@ def make_plan(
     now: datetime,
     targets: Sequence[str] = (),
     force: bool = False,
+    fleets: Mapping[str, Fleet] | None = None,
 ) -> Plan:
     """Compute what it takes to make the servers match the manifest."""
-    ctx = _Context(live=live, now=now, force=force, searches=_search_lost_starts(state, live))
-    declared = manifest.desired()
+    ctx = _context(state, live, now=now, force=force, fleets=fleets)
+    declared = manifest.desired(members_of(ctx.fleets))
     _check_specs(declared, live, targets)
     _check_dirs(manifest, declared, live, targets)
     desired = [d for d in declared if matches_target(d.address, targets)]
     claimed = _claim_resources(declared, state)
-    changes: list[Change] = []
+    changes: list[Change] = _server_starts(desired, ctx)
     updates: list[StateUpdate] = []
+    skipped: dict[str, Skip] = {}
     for item in desired:
         resource = claimed.get(item.address)
+        member = ctx.down(item.server)
+        if member is not None:
+            change = _on_down_server(item, resource, member, ctx, skipped)
+            changes.extend([change] if change else [])
+            continue
         if resource is not None and resource.address != item.address:
             updates.append(
                 StateUpdate(
@@ -144,17 +182,25 @@ def make_plan(
     leftovers = [r for a, r in state.resources.items() if a not in kept]
     leftovers = [r for r in leftovers if matches_target(r.address, targets)]
     for resource in sorted(leftovers, key=_removal_order):
+        member = ctx.members.get(resource.server)
+        if member is not None and not member.running:
+            update = _left_on_down_server(resource, member, ctx, skipped, destroy=False)
+            updates.extend([update] if update else [])
+            continue
         reason = (
             "left over from an interrupted replace"
             if parse_address(resource.address).deposed
             else "no longer declared"
         )
+        if member is not None and not member.selected:
+            reason = f"{member.user} is no longer selected on hub {_hub_of(member)}"
         change, update = _retire(resource, manifest, ctx, reason=reason)
         changes.extend([change] if change else [])
         updates.extend([update] if update else [])
     if not targets:
         changes.extend(_prune(manifest, state, ctx))
-    return _finish(manifest, state, changes, updates, live, now=now, targets=targets)
+    plan = _finish(manifest, state, changes, updates, live, now=now, targets=targets)
+    return replace(plan, skipped=tuple(skipped.values()))
 
 
 def make_destroy_plan(
@@ -165,18 +211,144 @@ def make_destroy_plan(
     now: datetime,
     targets: Sequence[str] = (),
     force: bool = False,
+    fleets: Mapping[str, Fleet] | None = None,
 ) -> Plan:
     """Shut down every kernel kernelform manages (within *targets*)."""
-    ctx = _Context(live=live, now=now, force=force, searches=_search_lost_starts(state, live))
+    ctx = _context(state, live, now=now, force=force, fleets=fleets)
     changes: list[Change] = []
     updates: list[StateUpdate] = []
+    skipped: dict[str, Skip] = {}
     chosen = [r for r in state.resources.values() if matches_target(r.address, targets)]
     for resource in sorted(chosen, key=_removal_order):
+        member = ctx.down(resource.server)
+        if member is not None:
+            update = _left_on_down_server(resource, member, ctx, skipped, destroy=True)
+            updates.extend([update] if update else [])
+            continue
         change, update = _retire(resource, manifest, ctx, reason="destroy")
         changes.extend([change] if change else [])
         updates.extend([update] if update else [])
     plan = _finish(manifest, state, changes, updates, live, now=now, targets=targets)
-    return replace(plan, destroy=True)
+    return replace(plan, destroy=True, skipped=tuple(skipped.values()))
+
+
+def _context(
+    state: State,
+    live: Mapping[str, LiveServer],
+    *,
+    now: datetime,
+    force: bool,
+    fleets: Mapping[str, Fleet] | None,
+) -> _Context:
+    fleets = fleets or {}
+    return _Context(
+        live=live,
+        now=now,
+        force=force,
+        searches=_search_lost_starts(state, live),
+        fleets=fleets,
+        members=fleet_servers(fleets.values()),
+    )
+
+
+# -- fleets: members whose server is not running -----------------------------------
+
+
+def _hub_of(member: Member) -> str:
+    parts = split_user_server(member.server)
+    assert parts is not None
+    return parts[0]
+
+
+def _not_running(member: Member) -> str:
+    if member.status is ServerStatus.PENDING:
+        return f"{member.user}'s server is pending (being started or stopped)"
+    if member.status is ServerStatus.NO_USER:
+        return f"user {member.user} is no longer on hub {_hub_of(member)}"
+    return f"{member.user}'s server is not running"
+
+
+def _server_starts(desired: Sequence[Desired], ctx: _Context) -> list[Change]:
+    """A server-start for each selected member whose server is down, if its hub starts them."""
+    changes: dict[str, Change] = {}
+    for item in desired:
+        member = ctx.down(item.server)
+        if member is None or item.server in changes or not ctx.starts_servers(member):
+            continue
+        changes[item.server] = Change(
+            address=item.server,
+            server=item.server,
+            action=Action.SERVER_START,
+            reason=f"{_not_running(member)} (start_servers: true)",
+            recipe=None,
+        )
+    return list(changes.values())
+
+
+def _on_down_server(
+    item: Desired,
+    resource: Resource | None,
+    member: Member,
+    ctx: _Context,
+    skipped: dict[str, Skip],
+) -> Change | None:
+    """A declared kernel on a member's server that is not running: started after the
+    server (start_servers), or skipped with its record kept."""
+    hub = _hub_of(member)
+    if not ctx.starts_servers(member):
+        skipped.setdefault(
+            member.server,
+            Skip(
+                server=member.server,
+                hub=hub,
+                user=member.user,
+                reason=f"{_not_running(member)} (start_servers: false); its records are kept",
+            ),
+        )
+        return None
+    reason = "new" if resource is None else "its server was not running"
+    return Change(
+        address=item.address,
+        server=item.server,
+        action=Action.START,
+        reason=reason,
+        recipe=item.recipe,
+    )
+
+
+def _left_on_down_server(
+    resource: Resource,
+    member: Member,
+    ctx: _Context,
+    skipped: dict[str, Skip],
+    *,
+    destroy: bool,
+) -> StateUpdate | None:
+    """A recorded kernel that is not declared (or destroyed) on a server that is not running.
+
+    A stopped server has no kernels left: the record is forgotten, unless the
+    member is selected and its hub does not start servers (then it waits for
+    the server, as declared kernels do), or the server is pending.
+    """
+    keep = member.status is ServerStatus.PENDING or (
+        member.selected and not destroy and not ctx.starts_servers(member)
+    )
+    if keep:
+        skipped.setdefault(
+            member.server,
+            Skip(
+                server=member.server,
+                hub=_hub_of(member),
+                user=member.user,
+                reason=f"{_not_running(member)}; its records are kept",
+            ),
+        )
+        return None
+    return StateUpdate(
+        kind=UpdateKind.FORGET,
+        address=resource.address,
+        detail=f"{_not_running(member)}: kernel {resource.kernel_id} stopped with it",
+    )
 
 
 def _check_specs(
@@ -342,9 +514,16 @@ def _retire(
 ) -> tuple[Change | None, StateUpdate | None]:
     server = ctx.live.get(resource.server)
     if server is None:
+        hub = split_user_server(resource.server)
+        where = (
+            f"server {resource.server!r}"
+            if hub is None
+            else f"server {resource.server!r} of hub {hub[0]!r}"
+        )
+        again = "server" if hub is None else "hub"
         raise PlanError(
-            f"{resource.address} runs on server {resource.server!r}, which the manifest no "
-            f"longer declares; declare the server again to shut the kernel down, or run "
+            f"{resource.address} runs on {where}, which the manifest no longer declares; "
+            f"declare the {again} again to shut the kernel down, or run "
             f"'kernelform state rm {resource.address}' to forget it"
         )
     declaration = manifest.kernels.get(parse_address(resource.address).name)
@@ -377,9 +556,8 @@ def _retire(
 def _prune(manifest: Manifest, state: State, ctx: _Context) -> list[Change]:
     owned = {(r.server, r.kernel_id) for r in state.resources.values()}
     changes: list[Change] = []
-    for name, config in manifest.servers.items():
-        server = ctx.live.get(name)
-        if not config.prune or server is None:
+    for name, server in ctx.live.items():
+        if not _prunes(name, manifest, ctx):
             continue
         reserved = ctx.reserved(name)
         for kernel in server.kernels.values():
@@ -397,6 +575,16 @@ def _prune(manifest: Manifest, state: State, ctx: _Context) -> list[Change]:
                 )
             )
     return changes
+
+
+def _prunes(server: str, manifest: Manifest, ctx: _Context) -> bool:
+    """Whether *server* prunes: its own setting, or for a hub member's, the hub's
+    (only for selected members: a user who left keeps their own kernels)."""
+    config = manifest.servers.get(server)
+    if config is not None:
+        return config.prune
+    member = ctx.members.get(server)
+    return member is not None and member.selected and ctx.fleets[_hub_of(member)].prune
 
 
 def _search_lost_starts(state: State, live: Mapping[str, LiveServer]) -> dict[str, _Search]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from kernelform.executor import Outcome, Report
-from kernelform.plan import Action, Change, Plan, StateUpdate, UpdateKind
+from kernelform.plan import Action, Change, Plan, Skip, StateUpdate, UpdateKind
 
 
 class Style(str, Enum):
@@ -38,6 +38,7 @@ SYMBOLS: dict[Action, tuple[str, Style]] = {
     Action.RESTART: ("~", Style.YELLOW),
     Action.REPLACE: ("-/+", Style.MAGENTA),
     Action.INTERRUPT: ("!", Style.CYAN),
+    Action.SERVER_START: ("^", Style.GREEN),
 }
 
 VERBS: dict[Action, str] = {
@@ -46,6 +47,7 @@ VERBS: dict[Action, str] = {
     Action.RESTART: "restarted",
     Action.REPLACE: "replaced",
     Action.INTERRUPT: "interrupted",
+    Action.SERVER_START: "started",
 }
 
 SUMMARY_WORDS: dict[Action, str] = {
@@ -54,7 +56,11 @@ SUMMARY_WORDS: dict[Action, str] = {
     Action.REPLACE: "to replace",
     Action.SHUTDOWN: "to shut down",
     Action.INTERRUPT: "to interrupt",
+    Action.SERVER_START: "user server(s) to start",
 }
+
+KERNEL_ACTIONS = tuple(a for a in Action if a is not Action.SERVER_START)
+"""Always in the legend and the summary; a server start only when a plan has one."""
 
 
 def line(*parts: str | Segment) -> Line:
@@ -66,6 +72,7 @@ def render_plan(plan: Plan) -> list[Line]:
     lines: list[Line] = []
     for update in plan.updates:
         lines.append(_update_line(update))
+    lines.extend(_skip_lines(plan.skipped))
     if not plan.has_changes:
         if lines:
             lines.append(line())
@@ -85,6 +92,31 @@ def render_plan(plan: Plan) -> list[Line]:
     return lines
 
 
+def _actions(plan: Plan) -> tuple[Action, ...]:
+    if any(c.action is Action.SERVER_START for c in plan.changes):
+        return (*KERNEL_ACTIONS, Action.SERVER_START)
+    return KERNEL_ACTIONS
+
+
+def _skip_lines(skipped: tuple[Skip, ...]) -> list[Line]:
+    """One line per hub and reason: a big fleet may have many stopped servers."""
+    by_reason: dict[tuple[str, str], list[str]] = {}
+    for skip in skipped:
+        reason = skip.reason.removeprefix(f"{skip.user}'s ").removeprefix(f"user {skip.user} ")
+        by_reason.setdefault((skip.hub, reason), []).append(skip.user)
+    lines = []
+    for (hub, reason), users in by_reason.items():
+        lines.append(
+            line(
+                Segment(
+                    f"# hub {hub}: skipped the server(s) of {', '.join(users)}: {reason}",
+                    Style.DIM,
+                )
+            )
+        )
+    return lines
+
+
 def _update_line(update: StateUpdate) -> Line:
     if update.kind is UpdateKind.MOVE:
         return line(Segment(f"# {update.address} has moved to {update.new_address}", Style.DIM))
@@ -95,6 +127,14 @@ def _update_line(update: StateUpdate) -> Line:
 
 def _change_block(change: Change) -> list[Line]:
     symbol, style = SYMBOLS[change.action]
+    if change.recipe is None:  # a server start
+        return [
+            line(
+                Segment(f"  # server {change.address} will be started", Style.BOLD),
+                Segment(f": {change.reason}", Style.DIM),
+            ),
+            line(Segment(f"  {symbol:>3} ", style), Segment(change.address, Style.BOLD)),
+        ]
     title = f"  # {change.address} will be {VERBS[change.action]}"
     if change.blocked and not _forceable(change):
         title = f"  # {change.address} is BLOCKED (needs your decision)"
@@ -126,7 +166,7 @@ def _change_block(change: Change) -> list[Line]:
 
 def summary_line(plan: Plan) -> Line:
     counts = plan.summary()
-    words = ", ".join(f"{counts[a.value]} {SUMMARY_WORDS[a]}" for a in Action)
+    words = ", ".join(f"{counts[a.value]} {SUMMARY_WORDS[a]}" for a in _actions(plan))
     parts: list[str | Segment] = [Segment("Plan:", Style.BOLD), f" {words}."]
     if counts["blocked"]:
         undecided = any(not _forceable(c) for c in plan.blocked)
@@ -139,6 +179,8 @@ def outcome_line(outcome: Outcome) -> Line:
     change = outcome.change
     symbol, style = SYMBOLS[change.action]
     head = (Segment(f"{symbol:>3} ", style), Segment(change.address, Style.BOLD))
+    if outcome.ok and change.action is Action.SERVER_START:
+        return (*head, Segment(f": server started in {outcome.seconds:.1f}s"))
     if outcome.ok:
         done = f": {VERBS[change.action]} kernel {outcome.kernel_id}"
         if change.action is Action.REPLACE and change.kernel_id is not None:
@@ -154,7 +196,14 @@ def render_report(report: Report, *, destroy: bool = False) -> list[Line]:
     done: dict[Action, int] = {a: 0 for a in Action}
     for outcome in report.succeeded:
         done[outcome.change.action] += 1
-    words = ", ".join(f"{n} {VERBS[a]}" for a, n in done.items() if n) or "nothing done"
+    words = (
+        ", ".join(
+            f"{n} {'server(s) ' if a is Action.SERVER_START else ''}{VERBS[a]}"
+            for a, n in done.items()
+            if n
+        )
+        or "nothing done"
+    )
     lines = [line()]
     style = Style.RED if report.failed or report.interrupted else Style.GREEN
     ending = "complete!" if not report.failed else "finished with errors."

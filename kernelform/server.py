@@ -66,6 +66,7 @@ class KernelServer(Protocol):
         """Whether the kernel answers on its control channel within *timeout*."""
         ...
 
+
 class ServerLauncher(Protocol):
     """Starts a server that is not running (a hub user's); errors are ``ClientError``s."""
 

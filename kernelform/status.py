@@ -156,7 +156,7 @@ def status_rows(
             _row(
                 change.address,
                 server=change.server,
-                spec=change.recipe.spec,
+                spec=change.kernel_recipe.spec,
                 resource=None,
                 change=change,
                 update=None,

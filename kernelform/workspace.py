@@ -267,8 +267,8 @@ class Workspace:
         starts = [c for c in plan.runnable if c.action in (Action.START, Action.REPLACE)]
         dirs: dict[str, set[str]] = {}
         for change in starts:
-            if change.recipe.cwd is not None:
-                dirs.setdefault(change.server, set()).add(change.recipe.cwd)
+            if change.kernel_recipe.cwd is not None:
+                dirs.setdefault(change.server, set()).add(change.kernel_recipe.cwd)
         servers = {c.server for c in plan.changes} | {f.server for f in plan.facts}
         unknown = sorted(servers - set(self.manifest.servers))
         if unknown:
@@ -278,10 +278,10 @@ class Workspace:
             )
         live = self.refresh(servers, dirs=dirs)
         for change in starts:
-            wrong = live[change.server].missing_dirs.get(change.recipe.cwd or "")
+            wrong = live[change.server].missing_dirs.get(change.kernel_recipe.cwd or "")
             if wrong is not None:
                 raise StalePlan(
-                    f"the saved plan is stale: cwd {change.recipe.cwd!r} of {change.address}"
+                    f"the saved plan is stale: cwd {change.kernel_recipe.cwd!r} of {change.address}"
                     f" {wrong} on server {change.server!r} now"
                 )
         for fact in plan.facts:

@@ -337,8 +337,10 @@ def test_plan_json_document(workdir: Path, jupyter: JupyterServer) -> None:
         "replace": 0,
         "shutdown": 0,
         "interrupt": 0,
+        "server-start": 0,
         "blocked": 0,
     }
+    assert document["skipped"] == []
     (change,) = document["changes"]
     assert {
         k: change[k]

@@ -3,6 +3,13 @@
 A case gives a manifest, a state, what the servers report, the time, targets
 and force, and the changes (and state updates) the plan must contain, in order.
 Only the keys a case names are compared, so each case says what it is about.
+
+For kernels on a hub, ``fleets`` says what the hub answered: per hub, the
+selected ``users`` and the ``departed`` ones (recorded, no longer selected),
+each with its server's status (``running``, ``pending``, ``stopped``,
+``no-user``); a running user's server is in ``live`` as ``HUB@USER``. The
+hub's ``start_servers`` and ``prune`` come from the manifest. ``skipped``
+in ``expect`` lists the servers the plan skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from ruamel.yaml import YAML
 
 from kernelform.errors import PlanError
 from kernelform.facts import LiveServer
-from kernelform.manifest import parse_manifest
+from kernelform.fleet import Fleet
+from kernelform.manifest import Manifest, parse_manifest
+from kernelform.plan import Action
 from kernelform.planner import make_destroy_plan, make_plan
 from kernelform.recipe import Recipe
 from kernelform.state import Resource, new_state
@@ -73,6 +82,19 @@ def build_live(servers: dict[str, dict[str, Any]]) -> dict[str, LiveServer]:
     return live
 
 
+def build_fleets(manifest: Manifest, fleets: dict[str, dict[str, Any]]) -> dict[str, Fleet]:
+    return {
+        hub: Fleet.build(
+            hub,
+            data.get("users") or {},
+            departed=data.get("departed") or {},
+            start_servers=manifest.hubs[hub].start_servers,
+            prune=manifest.hubs[hub].prune,
+        )
+        for hub, data in fleets.items()
+    }
+
+
 def subset(actual: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
     return {key: actual[key] for key in expected}
 
@@ -89,6 +111,7 @@ def test_plan_case(path: Path) -> None:
         "now": moment(case.get("now", DEFAULT_NOW)),
         "targets": tuple(case.get("targets", ())),
         "force": case.get("force", False),
+        "fleets": build_fleets(manifest, case.get("fleets") or {}),
     }
     if "error" in expect:
         with pytest.raises(PlanError) as caught:
@@ -107,6 +130,11 @@ def test_plan_case(path: Path) -> None:
         assert [subset(u, e) for u, e in pairs] == expect["updates"]
     if "summary" in expect:
         assert plan.summary() == expect["summary"]
+    skipped = [skip.to_dict() for skip in plan.skipped]
+    assert [subset(s, e) for s, e in zip(skipped, expect.get("skipped", []), strict=False)] == (
+        expect.get("skipped", [])
+    ), skipped
+    assert len(skipped) == len(expect.get("skipped", [])), skipped
 
 
 def test_every_action_has_a_case() -> None:
@@ -116,7 +144,7 @@ def test_every_action_has_a_case() -> None:
         for change in load_case(path)["expect"].get("changes", [])
         if "action" in change
     }
-    assert seen == {"start", "restart", "replace", "shutdown", "interrupt"}
+    assert seen == {action.value for action in Action}
 
 
 def test_plan_round_trips_through_its_dict() -> None:

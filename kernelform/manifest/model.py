@@ -187,8 +187,6 @@ class Manifest:
         text = json.dumps(said, sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    def desired(self) -> list[Desired]:
-        """Every kernel address the manifest asks for, in declaration order."""
     def desired(self, members: Mapping[str, Sequence[str]] | None = None) -> list[Desired]:
         """Every kernel address the manifest asks for, in declaration order.
 
