@@ -33,12 +33,13 @@ import click
 from kernelform import __version__
 
 if TYPE_CHECKING:
-    from kernelform.client import JupyterClient
+    from kernelform.client import HttpClient, JupyterClient
     from kernelform.errors import KernelformError
     from kernelform.executor import Report
     from kernelform.facts import LiveServer
     from kernelform.github import Actions
     from kernelform.hooks import Hooks
+    from kernelform.manifest import Manifest
     from kernelform.plan import Plan as KfPlan
     from kernelform.render import Line, Segment
     from kernelform.runtime import Runtime
@@ -318,11 +319,11 @@ def manifest_hint(error: KernelformError, workspace: Workspace) -> str:
 
     remedy = error.remedy
     manifest = vars(workspace).get("manifest")  # only if already read: never read it here
-    names = []
+    found = None
     if isinstance(error, ClientError) and manifest is not None:
-        names = [n for n, c in workspace.clients_opened().items() if c.server == error.server]
+        found = workspace.config_key(error.server)
     where = f"in {manifest.path}" if manifest is not None else "in the manifest"
-    key = f"servers.{names[0]}" if names else "servers.NAME"
+    key = found or "servers.NAME"
     if remedy is Remedy.CHECK_TOKEN:
         return f"check {key}.token {where} (and the variable it comes from)"
     if remedy is Remedy.TRUST_CERTIFICATE:
@@ -535,7 +536,8 @@ def _plan_options(command: F) -> F:
             "targets",
             multiple=True,
             shell_complete=complete_addresses,
-            help="Limit to this address (repeatable); 'etl' covers etl[0], etl[1], ...",
+            help="Limit to this address (repeatable); 'etl' covers etl[0], etl[1], ... "
+            "and every hub user's (etl@ana); 'etl@ana' only ana's.",
         ),
         click.option(
             "--force",
@@ -672,9 +674,10 @@ def open_workspace(settings: Settings) -> Workspace:
 
 
 def warn_clear_text(workspace: Workspace) -> None:
-    """Warn once per server whose token travels in clear text or unverified TLS."""
-    for name in workspace.manifest.servers:
-        client = workspace.client(name)
+    """Warn once per server or hub whose token travels in clear text or unverified TLS."""
+    clients: list[HttpClient] = [workspace.client(name) for name in workspace.manifest.servers]
+    clients += [workspace.hub_client(name) for name in workspace.manifest.hubs]
+    for client in clients:
         if client.sends_token_in_clear:
             warn(f"the token for {client.server} is sent over plain http; use https")
         if client.skips_tls_verification:
@@ -707,12 +710,25 @@ def validate(workspace: Workspace, printer: Printer, files: tuple[Path, ...]) ->
         except ManifestError as e:
             problems.extend(e.problems)
             continue
-        emit(
+        emit(_valid_line(loaded))
+    if problems:
+        raise ManifestError(problems)
+
+
+def _valid_line(loaded: Manifest) -> str:
+    """What validate says of a valid manifest; hub kernels have no addresses until planned."""
+    if not loaded.hubs:
+        return (
             f"{loaded.path}: valid ({len(loaded.servers)} server(s), {len(loaded.kernels)} "
             f"kernel(s), {len(loaded.desired())} address(es))."
         )
-    if problems:
-        raise ManifestError(problems)
+    per_user = sum(1 for decl in loaded.kernels.values() if decl.hub is not None)
+    fleet = f"; {per_user} kernel(s) per selected hub user" if per_user else ""
+    return (
+        f"{loaded.path}: valid ({len(loaded.servers)} server(s), {len(loaded.hubs)} hub(s), "
+        f"{len(loaded.kernels)} kernel(s), {len(loaded.desired())} address(es) on servers"
+        f"{fleet})."
+    )
 
 
 @cli.command()

@@ -11,6 +11,10 @@ relative path there is relative to the manifest), else
 ``.kernelform/state.json`` next to the manifest; ``Settings.workspace`` picks
 one of the independent states kept there. The store is opened on first use,
 and any password its location holds joins the run's secrets.
+
+Hubs: the fleets are resolved first (``fleets``: which users each hub
+selects, whose server runs), then a running member's server ``HUB@USER`` is
+read like any server, through a ``UserServerClient`` with the hub's token.
 """
 
 from __future__ import annotations
@@ -26,10 +30,19 @@ from kernelform.client import JupyterClient
 from kernelform.errors import KernelformError, PlanError, StalePlan, StateError
 from kernelform.executor import Outcome, Report, WaitFor, execute
 from kernelform.facts import HealthCheck, LiveServer, gather_facts, probe_health
-from kernelform.manifest import Manifest, load_manifest
+from kernelform.fleet import (
+    Fleet,
+    UserServerLauncher,
+    hubs_in_use,
+    members_of,
+    resolve_fleets,
+)
+from kernelform.hub import HubClient, UserServerClient
+from kernelform.manifest import Desired, Manifest, load_manifest, split_user_server
 from kernelform.plan import Action, Plan
 from kernelform.planner import make_destroy_plan, make_plan
 from kernelform.runtime import Runtime
+from kernelform.server import ServerLauncher
 from kernelform.state import LockInfo, Resource, State, StateStore
 from kernelform.state.location import (
     DEFAULT_WORKSPACE,
@@ -79,6 +92,8 @@ class Workspace:
         self._store = store
         self.clock = self.runtime.clock
         self._clients: dict[str, JupyterClient] = {}
+        self._hubs: dict[str, HubClient] = {}
+        self._fleets: dict[str, Fleet] = {}
 
     @property
     def manifest_dir(self) -> Path:
@@ -119,10 +134,11 @@ class Workspace:
     def manifest(self) -> Manifest:
         manifest = load_manifest(self.settings.manifest_path)
         self.runtime.secrets.add(*(server.token for server in manifest.servers.values()))
+        self.runtime.secrets.add(*(hub.token for hub in manifest.hubs.values()))
         return manifest
 
     def close(self) -> None:
-        for client in self._clients.values():
+        for client in [*self._clients.values(), *self._hubs.values()]:
             client.close()
         if self._store is not None:
             self._store.close()
@@ -139,22 +155,75 @@ class Workspace:
             yield info
 
     def client(self, server: str) -> JupyterClient:
+        """The client of a declared server, or of a hub member's server ``HUB@USER``."""
         if server not in self._clients:
-            config = self.manifest.servers[server]
-            self._clients[server] = JupyterClient(
-                config.url,
-                config.token.reveal(),
-                timeouts=self.runtime.timeouts,
-                verify=config.verify,
-                pool_size=max(10, self.settings.parallelism),
-                hooks=self.runtime.hooks,
-                kernel_ids=self.runtime.kernel_ids,
-            )
+            config = self.manifest.servers.get(server)
+            if config is not None:
+                self._clients[server] = JupyterClient(
+                    config.url,
+                    config.token.reveal(),
+                    timeouts=self.runtime.timeouts,
+                    verify=config.verify,
+                    pool_size=max(10, self.settings.parallelism),
+                    hooks=self.runtime.hooks,
+                    kernel_ids=self.runtime.kernel_ids,
+                )
+            else:
+                hub, user = self._member(server)
+                config_hub = self.manifest.hubs[hub]
+                self._clients[server] = UserServerClient(
+                    self.hub_client(hub),
+                    user,
+                    config_hub.token.reveal(),
+                    timeouts=self.runtime.timeouts,
+                    verify=config_hub.verify,
+                    pool_size=max(10, self.settings.parallelism),
+                    hooks=self.runtime.hooks,
+                    kernel_ids=self.runtime.kernel_ids,
+                )
         return self._clients[server]
 
-    def clients_opened(self) -> dict[str, JupyterClient]:
-        """The clients made so far, by server name."""
-        return dict(self._clients)
+    def hub_client(self, hub: str) -> HubClient:
+        """The client of a declared hub's REST API."""
+        if hub not in self._hubs:
+            config = self.manifest.hubs[hub]
+            self._hubs[hub] = HubClient(
+                config.url,
+                config.token.reveal(),
+                name=hub,
+                timeouts=self.runtime.timeouts,
+                verify=config.verify,
+                pool_size=max(16, self.settings.parallelism),
+                hooks=self.runtime.hooks,
+            )
+        return self._hubs[hub]
+
+    def _is_member(self, server: str) -> bool:
+        parts = split_user_server(server)
+        return parts is not None and parts[0] in self.manifest.hubs
+
+    def _member(self, server: str) -> tuple[str, str]:
+        parts = split_user_server(server)
+        if parts is None or parts[0] not in self.manifest.hubs:
+            raise PlanError(
+                f"{server!r} is neither a server nor a hub user's server declared in "
+                f"{self.manifest.path}"
+            )
+        return parts
+
+    def config_key(self, server: str) -> str | None:
+        """The manifest key (``servers.lab``, ``hubs.campus``) of the client showing *server*."""
+        for name, client in self._clients.items():
+            if client.server == server:
+                return (
+                    f"servers.{name}"
+                    if name in self.manifest.servers
+                    else f"hubs.{self._member(name)[0]}"
+                )
+        for name, hub in self._hubs.items():
+            if hub.server == server:
+                return f"hubs.{name}"
+        return None
 
     def refresh(
         self, servers: set[str] | None = None, *, dirs: Mapping[str, set[str]] | None = None
@@ -167,15 +236,19 @@ class Workspace:
     def declared_dirs(self) -> dict[str, set[str]]:
         """Per server, the cwds of the targeted declared kernels: checked when planning."""
         dirs: dict[str, set[str]] = {}
-        for item in self.manifest.desired():
+        for item in self.desired():
             if item.keys.cwd is not None and matches_target(item.address, self.settings.targets):
                 dirs.setdefault(item.server, set()).add(item.keys.cwd)
         return dirs
 
+    def clients_opened(self) -> dict[str, JupyterClient]:
+        """The clients made so far, by server name."""
+        return dict(self._clients)
+
     def health_checks(self, state: State) -> list[HealthCheck]:
         """The managed kernels whose declaration asks for a health check."""
         checks = []
-        for item in self.manifest.desired():
+        for item in self.desired():
             resource = state.resources.get(item.address)
             if not item.keys.health_check or resource is None or resource.pending:
                 continue
@@ -192,30 +265,52 @@ class Workspace:
                 timeout=self.settings.wait_timeout or item.keys.wait_timeout.total_seconds(),
                 setup=item.decl.setup_code,
             )
-            for item in self.manifest.desired()
+            for item in self.desired()
         }
 
-    def involved_servers(self, state: State) -> set[str]:
-        """The servers that declared or recorded targets live on."""
+    def desired(self) -> list[Desired]:
+        """The declared addresses, hub kernels included for the fleets resolved so far."""
+        return self.manifest.desired(members_of(self._fleets))
+
+    def fleets(self, state: State) -> dict[str, Fleet]:
+        """Ask the hubs this run involves who their members are, and whose server runs."""
+        used = hubs_in_use(self.manifest, state)
+        clients = {name: self.hub_client(name) for name in used}
+        self._fleets = resolve_fleets(self.manifest, state, clients)
+        return self._fleets
+
+    def involved_servers(self, state: State, fleets: dict[str, Fleet] | None = None) -> set[str]:
+        """The running servers that declared or recorded targets live on."""
+        fleets = fleets or {}
         targets = self.settings.targets
-        servers = {d.server for d in self.manifest.desired() if matches_target(d.address, targets)}
+        declared = self.manifest.desired(members_of(fleets))
+        servers = {d.server for d in declared if matches_target(d.address, targets)}
         servers |= {
             r.server for r in state.resources.values() if matches_target(r.address, targets)
         }
         if not targets:
             servers |= {name for name, c in self.manifest.servers.items() if c.prune}
-        return {s for s in servers if s in self.manifest.servers}
+            servers |= {
+                m.server
+                for fleet in fleets.values()
+                if fleet.prune
+                for m in fleet.members
+                if m.selected
+            }
+        running = {m.server for fleet in fleets.values() for m in fleet.members if m.running}
+        return {s for s in servers if s in self.manifest.servers or s in running}
 
     def plan(self, *, destroy: bool = False) -> tuple[Plan, dict[str, LiveServer], State]:
-        """Read the state and the servers, and compute the plan."""
+        """Read the state, the hubs and the servers, and compute the plan."""
         state = self.store.read()
+        fleets = self.fleets(state)
         check_targets(
             self.settings.targets,
-            declared=[d.address for d in self.manifest.desired()],
+            declared=[d.address for d in self.desired()],
             recorded=state.resources,
         )
         live = self.refresh(
-            self.involved_servers(state), dirs=None if destroy else self.declared_dirs()
+            self.involved_servers(state, fleets), dirs=None if destroy else self.declared_dirs()
         )
         if not destroy:
             live = probe_health(self.clients_opened(), live, self.health_checks(state))
@@ -227,6 +322,7 @@ class Workspace:
             now=self.clock(),
             targets=self.settings.targets,
             force=self.settings.force,
+            fleets=fleets,
         )
         plan = replace(
             plan,
@@ -241,9 +337,26 @@ class Workspace:
         """The plan as ``plan`` computes it, for ``status``: without the lock (it reads
         only) and without health probes (a request per kernel)."""
         state = self.store.read()
-        live = self.refresh(self.involved_servers(state), dirs=self.declared_dirs())
-        plan = make_plan(self.manifest, state, live, now=self.clock())
+        fleets = self.fleets(state)
+        live = self.refresh(self.involved_servers(state, fleets), dirs=self.declared_dirs())
+        plan = make_plan(self.manifest, state, live, now=self.clock(), fleets=fleets)
         return plan, live, state
+
+    def launchers(self, plan: Plan) -> dict[str, ServerLauncher]:
+        """What starts the servers of *plan*'s server-start changes."""
+        launchers: dict[str, ServerLauncher] = {}
+        for change in plan.runnable:
+            if change.action is not Action.SERVER_START:
+                continue
+            hub, _ = self._member(change.server)
+            client = self.client(change.server)
+            assert isinstance(client, UserServerClient)
+            launchers[change.server] = UserServerLauncher(
+                hub=self.hub_client(hub),
+                client=client,
+                timeout=self.manifest.hubs[hub].start_timeout,
+            )
+        return launchers
 
     def check_saved(self, plan: Plan) -> tuple[dict[str, LiveServer], State]:
         """Refuse a saved plan that no longer matches the state, manifest or kernels."""
@@ -264,20 +377,27 @@ class Workspace:
                 f"the saved plan is stale: the state changed since it was made (serial "
                 f"{plan.state_serial} → {state.serial})"
             )
+        if any(split_user_server(c.server) for c in plan.changes):
+            self.fleets(state)  # the hub kernels' addresses, for waiting on them
+        starting = {c.server for c in plan.changes if c.action is Action.SERVER_START}
         starts = [c for c in plan.runnable if c.action in (Action.START, Action.REPLACE)]
         dirs: dict[str, set[str]] = {}
         for change in starts:
-            if change.kernel_recipe.cwd is not None:
+            if change.kernel_recipe.cwd is not None and change.server not in starting:
                 dirs.setdefault(change.server, set()).add(change.kernel_recipe.cwd)
         servers = {c.server for c in plan.changes} | {f.server for f in plan.facts}
-        unknown = sorted(servers - set(self.manifest.servers))
+        unknown = sorted(
+            s for s in servers if s not in self.manifest.servers and not self._is_member(s)
+        )
         if unknown:
             raise StalePlan(
                 f"the saved plan is stale: {self.manifest.path} declares no server"
                 f" {', '.join(repr(u) for u in unknown)}"
             )
-        live = self.refresh(servers, dirs=dirs)
+        live = self.refresh(servers - starting, dirs=dirs)
         for change in starts:
+            if change.server in starting:
+                continue  # its server is not running yet: checked when it started
             wrong = live[change.server].missing_dirs.get(change.kernel_recipe.cwd or "")
             if wrong is not None:
                 raise StalePlan(
@@ -311,7 +431,8 @@ class Workspace:
     ) -> Report:
         """Carry out the plan; the state is written after every action (see ``execute``
         for Ctrl-C)."""
-        clients = {name: self.client(name) for name in live}
+        servers = set(live) | {c.server for c in plan.runnable}
+        clients = {name: self.client(name) for name in sorted(servers)}
         report, _ = execute(
             plan,
             clients=clients,
@@ -325,16 +446,18 @@ class Workspace:
             on_outcome=on_outcome,
             stop=self.runtime.stop,
             on_interrupt=on_interrupt,
+            launchers=self.launchers(plan),
         )
         return report
 
     def import_kernel(self, address: str, kernel_id: str) -> Resource:
-        """Adopt a running kernel for a declared address."""
+        """Adopt a running kernel for a declared address (on a hub: ``NAME@USER``)."""
         try:
             parse_target(address)
         except ValueError as e:
             raise KernelformError(str(e)) from None
-        desired = {d.address: d for d in self.manifest.desired()}
+        fleets = self.fleets(self.store.read()) if "@" in address else {}
+        desired = {d.address: d for d in self.manifest.desired(members_of(fleets))}
         item = desired.get(address)
         if item is None:
             hint = [a for a in desired if matches_target(a, [parse_address(address).name])]
