@@ -113,7 +113,8 @@ class HubUser(_Model):
 class HubClient(HttpClient):
     """The REST API of one JupyterHub, at ``{url}hub/api/``.
 
-    *name* is the hub's name in the manifest, used in messages.
+    *name* is the hub's name in the manifest, used in messages; *page_size*
+    how many users to ask for per page (the hub gives at most 200).
     """
 
     _wrong_url_hint = "is this a JupyterHub's public URL?"
@@ -130,6 +131,7 @@ class HubClient(HttpClient):
         pool_size: int = 16,
         hooks: Hooks = NO_HOOKS,
         backoff: float = 0.2,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         super().__init__(
             url,
@@ -141,6 +143,7 @@ class HubClient(HttpClient):
             backoff=backoff,
         )
         self.name = name
+        self.page_size = page_size
         self.hub_url = self.base_url
         self.base_url = self.hub_url + "hub/api/"
 
@@ -157,7 +160,7 @@ class HubClient(HttpClient):
             body = self._hub_json(
                 "GET",
                 "users",
-                params={"offset": offset, "limit": PAGE_SIZE},
+                params={"offset": offset, "limit": self.page_size},
                 headers={"Accept": PAGINATION},
                 scope="list:users",
                 purpose="list the hub's users (no groups or users are selected: every user)",

@@ -22,8 +22,9 @@ with:
   ``load_groups``, sqlite db, cookie secret and pid files in *workdir*, every
   port a free loopback one;
 * one service per entry of ``SERVICES``: ``MANAGER`` with exactly the scopes a
-  kernel manager needs (``MANAGER_SCOPES``) and, for each of those scopes, a
-  crippled service that lacks it (``Hub.token_without(scope)``).
+  kernel manager needs (``MANAGER_SCOPES``), for each of those scopes a
+  crippled service that lacks it (``Hub.token_without(scope)``), and ``BLIND``,
+  which sees users but not their servers' status (``hub.tokens[BLIND]``).
 
 Every helper talks to the hub with plain ``requests`` (never through
 kernelform). Helpers that only look (``kernels``, ``last_activity``) send
@@ -117,9 +118,14 @@ def crippled_service(missing: str) -> str:
     return "kf-without-" + missing.replace(":", "-")
 
 
+BLIND = "kf-blind"
+"""A service that may list and reach servers but not see whether they run: neither
+``read:servers`` nor ``read:users`` (so user models carry no server status)."""
+
 SERVICES: Mapping[str, tuple[str, ...]] = {
     MANAGER: MANAGER_SCOPES,
     **{crippled_service(scope): scopes_without(scope) for scope in MANAGER_SCOPES},
+    BLIND: ("list:users", "access:servers", "read:groups"),
 }
 
 # Passed to every single-user server: a crashing kernel is dropped after ~3 s

@@ -67,6 +67,10 @@ def restore(hub: Hub) -> None:
     """Put the hub back as ``hub_session`` made it (see the module docstring)."""
     for user in STOPPED:
         if hub.user_model(user)["server"] is not None:
+            # A server stopped through the hub leaves a kernel that ignores
+            # shutdown_request (`light`) running, orphaned: shut them down first.
+            if hub.is_running(user) and hub.server_pid(user) is not None:
+                hub.cleanup_kernels(user)
             hub.stop_server(user)
     for user in RUNNING:
         if hub.server_pid(user) is None:  # stopped, or killed behind the hub's back
