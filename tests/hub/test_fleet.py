@@ -101,6 +101,26 @@ def fleet(hub: Hub, tmp_path: Path) -> Iterator[Fleet]:
     bench.files_hold_no_token()
 
 
+def settled_kernels(hub: Hub, user: str) -> list[str]:
+    """The user's kernels once starts that a killed run left in flight are over.
+
+    While the server is still starting a kernel, ``GET api/kernels`` answers 500 (the
+    kernel's model has no ``last_activity`` yet): wait for two equal answers in a row.
+    """
+    seen: list[list[str] | None] = [None]
+
+    def stable() -> bool:
+        answer = hub.server_api(user, "GET", "api/kernels", params={"no_track_activity": "1"})
+        ids = sorted(k["id"] for k in answer.json()) if answer.status_code == 200 else None
+        same = ids is not None and ids == seen[0]
+        seen[0] = ids
+        return same
+
+    wait_for(stable, timeout=30, interval=0.5, what=f"{user}'s kernels to settle")
+    assert seen[0] is not None
+    return seen[0]
+
+
 def activity(hub: Hub, user: str) -> datetime:
     return datetime.fromisoformat(hub.last_activity(user).replace("Z", "+00:00"))
 
@@ -352,18 +372,7 @@ def test_sigkill_during_a_fleet_apply_then_rerun(fleet: Fleet, step: int) -> Non
     fleet.manifest(users=["ana", "carl"], kernels="  tutor: {spec: light, count: 2}\n")
     crashed = fleet.apply(code=None, env={"KERNELFORM_CRASH_AT": f"after-request:{step}"})
     assert crashed.code == -signal.SIGKILL, crashed
-    # A kernel whose start the kill interrupted makes GET api/kernels answer 500 (its model
-    # has no last_activity yet) for a moment: wait until the servers list their kernels.
-    for user in ("ana", "carl"):
-        wait_for(
-            lambda user=user: fleet.hub.server_api(  # type: ignore[misc]
-                user, "GET", "api/kernels", params={"no_track_activity": "1"}
-            ).status_code
-            == 200,
-            timeout=30,
-            what=f"{user}'s server to list its kernels",
-        )
-    left = len(fleet.live("ana")) + len(fleet.live("carl"))
+    left = len(settled_kernels(fleet.hub, "ana")) + len(settled_kernels(fleet.hub, "carl"))
     # Starts run concurrently: more may have reached the servers than had answered.
     assert left == 0 if step < 11 else left >= step - 10, left
     fleet.apply()
