@@ -11,7 +11,9 @@ running, it is read and planned like any other server (a
 
 Members are the selected users plus the users the state still records
 kernels for (they may have left the selection: their kernels are then shut
-down, if their server runs). Every user model is read concurrently.
+down, if their server runs). User models are read concurrently, one request
+per user, or from the hub's user list (200 a page) when a big selection on a
+small hub makes that cheaper and the token may list users.
 
 ``UserServerLauncher`` starts a stopped member's server for the executor
 (``start_servers: true``) and returns once the server answers.
@@ -41,6 +43,8 @@ __all__ = [
 ]
 
 MAX_WORKERS = 16
+FEW_USERS = 8
+"""Up to this many selected users are read one by one; more, from the user list."""
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -142,7 +146,7 @@ def _resolve(config: HubConfig, client: HubClient, state: State) -> Fleet:
     else:
         groups = _each(client.group_members, config.groups)
         selected = list(dict.fromkeys([*(u for g in groups for u in g), *config.users]))
-        models.update(zip(selected, _each(client.user, selected), strict=True))
+        models.update(_user_models(client, selected))
     recorded = list(
         dict.fromkeys(
             parts[1]
@@ -163,6 +167,25 @@ def _resolve(config: HubConfig, client: HubClient, state: State) -> Fleet:
         start_servers=config.start_servers,
         prune=config.prune,
     )
+
+
+def _user_models(client: HubClient, names: list[str]) -> dict[str, HubUser]:
+    """The models of *names*: from the user list when that takes fewer requests than
+    asking for each user (and the token may list users), else one request per user."""
+    found: dict[str, HubUser] = {}
+    wanted = set(names)
+    if len(names) > FEW_USERS:
+        try:
+            for number, (page, total) in enumerate(client.user_pages(), start=1):
+                found.update((m.name, m) for m in page if m.name in wanted)
+                pages = -(-(total or 0) // max(1, len(page)))
+                if number == 1 and pages - 1 > len(wanted) - len(found):
+                    break  # a big hub: asking for each of the few left is cheaper
+        except MissingScope:
+            found.clear()
+    rest = [name for name in names if name not in found]
+    found.update(zip(rest, _each(client.user, rest), strict=True))
+    return found
 
 
 def _status(client: HubClient, model: HubUser) -> ServerStatus:

@@ -155,6 +155,11 @@ class HubClient(HttpClient):
 
     def users(self) -> Iterator[HubUser]:
         """Every user of the hub, page by page (``list:users``)."""
+        for page, _ in self.user_pages():
+            yield from page
+
+    def user_pages(self) -> Iterator[tuple[list[HubUser], int | None]]:
+        """The hub's users, one page at a time, with the total the hub reports (if it does)."""
         offset = 0
         while True:
             body = self._hub_json(
@@ -166,15 +171,17 @@ class HubClient(HttpClient):
                 purpose="list the hub's users (no groups or users are selected: every user)",
             )
             if isinstance(body, list):  # a hub older than 2.0: no pagination
-                yield from self._users(body)
+                yield self._users(body), None
                 return
             if not isinstance(body, dict) or not isinstance(body.get("items"), list):
                 raise BadResponse(
                     "GET users answered without 'items'; is this JupyterHub 2 or newer?",
                     server=self.server,
                 )
-            yield from self._users(body["items"])
-            following = (body.get("_pagination") or {}).get("next")
+            pagination = body.get("_pagination") or {}
+            total = pagination.get("total")
+            yield self._users(body["items"]), total if isinstance(total, int) else None
+            following = pagination.get("next")
             if not following or not body["items"]:
                 return
             offset = int(following.get("offset", offset + len(body["items"])))

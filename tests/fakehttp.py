@@ -67,15 +67,24 @@ Responder = Callable[[Recorded, int], Reply]
 
 
 class FakeHTTPServer:
-    """A recording HTTP server on 127.0.0.1 answering through *responder*."""
+    """A recording HTTP server on 127.0.0.1 answering through *responder*.
 
-    def __init__(self, responder: Responder) -> None:
+    With *keep_alive* it speaks HTTP/1.1 and keeps connections open, as Jupyter
+    servers do (for benchmarks); by default each answer closes its connection.
+    """
+
+    def __init__(self, responder: Responder, *, keep_alive: bool = False) -> None:
         self.responder = responder
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+            # Headers and body go out in two writes: without TCP_NODELAY, Nagle's
+            # algorithm and the client's delayed ACK stall each kept-alive answer ~40 ms.
+            disable_nagle_algorithm = keep_alive
+
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""

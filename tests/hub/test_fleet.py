@@ -20,9 +20,13 @@ from typing import Any
 
 import pytest
 
+import kernelform.fleet
+from kernelform.fleet import resolve_fleets
 from kernelform.hooks import Hooks
 from kernelform.hub import HubClient, ServerStatus
+from kernelform.manifest import parse_manifest
 from kernelform.runtime import Runtime
+from kernelform.state import new_state
 from kernelform.workspace import Settings, Workspace
 from tests.hub.conftest import RUNNING, STOPPED, USERS
 from tests.kf import Result, run
@@ -214,6 +218,41 @@ def test_every_user_page_by_page(hub: Hub) -> None:
         **{user: ServerStatus.RUNNING for user in RUNNING},
         **{user: ServerStatus.STOPPED for user in STOPPED},
     }
+
+
+class _Requests(Hooks):
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+    def before_request(self, method: str, url: str) -> None:
+        self.urls.append(url)
+
+
+@pytest.mark.parametrize("listing", [True, False], ids=["listed", "without-list-users"])
+def test_a_big_selection_is_read_from_the_user_list(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch, listing: bool
+) -> None:
+    """Over FEW_USERS selected users, one page of the user list replaces a request per user;
+    a token that may not list users falls back to one request per user."""
+    monkeypatch.setattr(kernelform.fleet, "FEW_USERS", 1)
+    manifest = parse_manifest(
+        "hubs:\n  campus: {url: 'http://hub/', groups: [physics-101], users: [carl]}\n"
+        "kernels:\n  tutor: {spec: light}\n",
+        filename="k.yaml",
+        environ={},
+    )
+    token = hub.token if listing else hub.token_without("list:users")
+    requests = _Requests()
+    with HubClient(hub.url, token, name="campus", hooks=requests) as client:
+        (fleet,) = resolve_fleets(manifest, new_state(), {"campus": client}).values()
+    assert {m.user: m.status for m in fleet.members} == {
+        "ana": ServerStatus.RUNNING,
+        "bob": ServerStatus.STOPPED,
+        "carl": ServerStatus.RUNNING,
+    }
+    paths = sorted(url.removeprefix(hub.api_url) for url in requests.urls)
+    per_user = ["users/ana", "users/bob", "users/carl"]
+    assert paths == ["groups/physics-101", "users", *([] if listing else per_user)]
 
 
 # -- errors: one line, exit 1, no token ---------------------------------------------------
