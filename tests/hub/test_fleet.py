@@ -159,6 +159,26 @@ def test_group_members_get_kernels(fleet: Fleet) -> None:
             "reason": "bob's server is not running (start_servers: false); its records are kept",
         }
     ]
+    destroyed = fleet.kf("destroy", "--auto-approve")
+    assert "- tutor@ana: shut down kernel" in destroyed.out
+    assert fleet.resources() == {} and fleet.hub.kernels("ana") == []
+    assert fleet.hub.is_running("ana")
+
+
+def test_validate_asks_no_hub_and_import_takes_a_users_kernel(fleet: Fleet) -> None:
+    fleet.manifest(users=["carl"], kernels="  tutor: {spec: light}\n  solo: {spec: light}\n")
+    fleet.url = f"http://127.0.0.1:{free_port()}/"  # nothing listens: validate must not ask
+    assert fleet.kf("validate").out == (
+        "kernelform.yaml: valid (0 server(s), 1 hub(s), 2 kernel(s), 0 address(es) on servers; "
+        "2 kernel(s) per selected hub user).\n"
+    )
+    fleet.url = fleet.hub.url
+    kernel = fleet.hub.start_kernel("carl")["id"]
+    imported = fleet.kf("import", "tutor@carl", kernel)
+    assert imported.out == f"Imported kernel {kernel} as tutor@carl.\n"
+    assert fleet.resources()["tutor@carl"]["server"] == "campus@carl"
+    plan = fleet.kf("plan")
+    assert "+ solo@carl" in plan.out and "tutor@carl" not in plan.out, plan.out
 
 
 def test_stopped_server_is_started_only_with_start_servers(fleet: Fleet) -> None:
@@ -173,7 +193,8 @@ def test_stopped_server_is_started_only_with_start_servers(fleet: Fleet) -> None
     assert "  ^ campus@bob" in plan.out and "+ tutor[1]@bob" in plan.out
     assert "2 to start, 0 to restart, 0 to replace, 0 to shut down, 0 to interrupt, " in plan.out
     assert "1 user server(s) to start." in plan.out
-    applied = fleet.apply()
+    fleet.kf("plan", "--out", "start.json")
+    applied = fleet.kf("apply", "start.json")
     lines = [line for line in applied.out.splitlines() if "@bob" in line and ": " in line]
     started = [n for n, line in enumerate(lines) if "campus@bob: server started" in line]
     kernels = [n for n, line in enumerate(lines) if "tutor[" in line and "started kernel" in line]
@@ -325,9 +346,9 @@ def test_starting_servers_needs_the_servers_scope(fleet: Fleet) -> None:
         "the token's service or user"
     ) in result.out.splitlines()
     assert (
-        "    + tutor@dora: start FAILED: not run: its server campus@dora did not start"
+        "  + tutor@dora: start FAILED: not run: its server campus@dora did not start"
         in result.out.splitlines()
-    ) or "tutor@dora: start FAILED: not run: its server campus@dora did not start" in result.out
+    ), result.out
     assert fleet.hub.user_model("dora")["server"] is None
     assert fleet.resources() == {}
 
