@@ -20,7 +20,8 @@ A user's server is reached through the hub's proxy at
 ``UserServerClient`` is the ``JupyterClient`` for it; it does not follow
 redirects, because a stopped server answers a GET with a 302 to the hub
 (then 424) and a write with the hub's HTML 403, and a killed one with the
-proxy's 503: each becomes ``ServerStopped``, one line naming the user.
+proxy's 503: each becomes ``ServerStopped``, one line naming the user. Its
+kernel websockets use JSON frames, which every proxy passes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from enum import Enum
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 import requests
@@ -49,6 +50,9 @@ from kernelform.errors import (
 )
 from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.runtime import KernelIds, Timeouts
+
+if TYPE_CHECKING:
+    from kernelform.channels import ProbeResult, Readiness
 
 PAGINATION = "application/jupyterhub-pagination+json"
 PAGE_SIZE = 200  # the most a hub gives in one page
@@ -357,6 +361,20 @@ class UserServerClient(JupyterClient):
         )
         self.hub = hub
         self.user = user
+
+    def wait_ready(self, kernel_id: str, *, timeout: float, setup: str | None = None) -> Readiness:
+        """As ``JupyterClient.wait_ready``, in JSON frames: a hub's proxy may not pass the
+        binary subprotocol (PyPI configurable-http-proxy 0.4 forwards a client's binary
+        frames as text, and the server drops the connection)."""
+        from kernelform.channels import Framing, wait_ready
+
+        return wait_ready(self, kernel_id, timeout=timeout, setup=setup, framing=Framing.JSON)
+
+    def probe(self, kernel_id: str, *, timeout: float) -> ProbeResult:
+        """As ``JupyterClient.probe``, in JSON frames (see ``wait_ready``)."""
+        from kernelform.channels import Framing, probe
+
+        return probe(self, kernel_id, timeout=timeout, framing=Framing.JSON)
 
     def wait_until_answering(self, *, timeout: float) -> None:
         """Poll ``GET api`` until the server answers through the proxy (its route may lag)."""

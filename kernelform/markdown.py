@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from kernelform.executor import Outcome, Report
 from kernelform.plan import Action, Change, Plan, StateUpdate, UpdateKind
-from kernelform.render import SUMMARY_WORDS, SYMBOLS, VERBS
+from kernelform.render import SUMMARY_WORDS, SYMBOLS, VERBS, skip_lines, summary_actions
 
 # Characters with a meaning in Markdown text (CommonMark lets any ASCII
 # punctuation be backslash-escaped); '<', '>' and '&' become entities instead.
@@ -55,8 +55,8 @@ def _table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
     return lines
 
 
-def _counts(counts: dict[str, int], words: dict[Action, str]) -> str:
-    return ", ".join(f"{counts[a.value]} {words[a]}" for a in Action)
+def _counts(counts: dict[str, int], words: dict[Action, str], plan: Plan) -> str:
+    return ", ".join(f"{counts[a.value]} {words[a]}" for a in summary_actions(plan))
 
 
 def _users(change: Change) -> str:
@@ -112,7 +112,7 @@ def render_plan_markdown(plan: Plan, *, where: str | None = None) -> str:
         lines.append("**No changes.** The kernels match the manifest.")
     else:
         counts = plan.summary()
-        summary = f"**Plan:** {_counts(counts, SUMMARY_WORDS)}."
+        summary = f"**Plan:** {_counts(counts, SUMMARY_WORDS, plan)}."
         if counts["blocked"]:
             summary += f" **{counts['blocked']} blocked.**"
         lines += [summary, ""]
@@ -131,6 +131,9 @@ def render_plan_markdown(plan: Plan, *, where: str | None = None) -> str:
     if plan.updates:
         lines += ["", "State updates (kernelform's records only):", ""]
         lines += [_update_line(u) for u in plan.updates]
+    if plan.skipped:
+        lines += ["", "Skipped (a hub user's server is not running):", ""]
+        lines += [f"- {text(skipped)}" for skipped in skip_lines(plan.skipped)]
     return "\n".join(lines) + "\n"
 
 
@@ -151,7 +154,14 @@ def render_report_markdown(report: Report, plan: Plan, *, where: str | None = No
         done: dict[Action, int] = {a: 0 for a in Action}
         for outcome in report.succeeded:
             done[outcome.change.action] += 1
-        words = ", ".join(f"{n} {VERBS[a]}" for a, n in done.items() if n) or "nothing done"
+        words = (
+            ", ".join(
+                f"{n} {'server(s) ' if a is Action.SERVER_START else ''}{VERBS[a]}"
+                for a, n in done.items()
+                if n
+            )
+            or "nothing done"
+        )
         head = "finished with errors." if report.failed else "complete!"
         lines.append(
             f"**{command.capitalize()} {head}** {words}; {len(report.failed)} failed; "
@@ -186,7 +196,7 @@ def summary_text(plan: Plan) -> str:
     if not plan.has_changes:
         return "No changes."
     counts = plan.summary()
-    words = ", ".join(f"{counts[a.value]} {SUMMARY_WORDS[a]}" for a in Action)
+    words = ", ".join(f"{counts[a.value]} {SUMMARY_WORDS[a]}" for a in summary_actions(plan))
     blocked = f" {counts['blocked']} blocked." if counts["blocked"] else ""
     return f"Plan: {words}.{blocked}"
 

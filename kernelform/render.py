@@ -72,7 +72,7 @@ def render_plan(plan: Plan) -> list[Line]:
     lines: list[Line] = []
     for update in plan.updates:
         lines.append(_update_line(update))
-    lines.extend(_skip_lines(plan.skipped))
+    lines.extend(line(Segment(f"# {text}", Style.DIM)) for text in skip_lines(plan.skipped))
     if not plan.has_changes:
         if lines:
             lines.append(line())
@@ -92,29 +92,23 @@ def render_plan(plan: Plan) -> list[Line]:
     return lines
 
 
-def _actions(plan: Plan) -> tuple[Action, ...]:
+def summary_actions(plan: Plan) -> tuple[Action, ...]:
+    """The actions a plan's legend and summary name: a server start only when it has one."""
     if any(c.action is Action.SERVER_START for c in plan.changes):
         return (*KERNEL_ACTIONS, Action.SERVER_START)
     return KERNEL_ACTIONS
 
 
-def _skip_lines(skipped: tuple[Skip, ...]) -> list[Line]:
-    """One line per hub and reason: a big fleet may have many stopped servers."""
+def skip_lines(skipped: tuple[Skip, ...]) -> list[str]:
+    """One line per hub and reason (a big fleet may have many stopped servers)."""
     by_reason: dict[tuple[str, str], list[str]] = {}
     for skip in skipped:
         reason = skip.reason.removeprefix(f"{skip.user}'s ").removeprefix(f"user {skip.user} ")
         by_reason.setdefault((skip.hub, reason), []).append(skip.user)
-    lines = []
-    for (hub, reason), users in by_reason.items():
-        lines.append(
-            line(
-                Segment(
-                    f"# hub {hub}: skipped the server(s) of {', '.join(users)}: {reason}",
-                    Style.DIM,
-                )
-            )
-        )
-    return lines
+    return [
+        f"hub {hub}: skipped the server(s) of {', '.join(users)}: {reason}"
+        for (hub, reason), users in by_reason.items()
+    ]
 
 
 def _update_line(update: StateUpdate) -> Line:
@@ -166,7 +160,7 @@ def _change_block(change: Change) -> list[Line]:
 
 def summary_line(plan: Plan) -> Line:
     counts = plan.summary()
-    words = ", ".join(f"{counts[a.value]} {SUMMARY_WORDS[a]}" for a in _actions(plan))
+    words = ", ".join(f"{counts[a.value]} {SUMMARY_WORDS[a]}" for a in summary_actions(plan))
     parts: list[str | Segment] = [Segment("Plan:", Style.BOLD), f" {words}."]
     if counts["blocked"]:
         undecided = any(not _forceable(c) for c in plan.blocked)

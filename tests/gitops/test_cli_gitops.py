@@ -46,7 +46,7 @@ def test_apply_and_destroy_json(tmp_path: Path, jupyter: JupyterServer) -> None:
         assert action["action"] == "start" and action["server"] == "lab"
         assert isinstance(action["seconds"], float) and action["reason"] == "new"
     assert document["summary"] == {
-        "start": 3, "restart": 0, "replace": 0, "shutdown": 0, "interrupt": 0,
+        "start": 3, "restart": 0, "replace": 0, "shutdown": 0, "interrupt": 0, "server-start": 0,
         "succeeded": 3, "failed": 0, "blocked": 0,
     }  # fmt: skip
     assert document["blocked"] == [] and document["state_updates"] == []

@@ -66,7 +66,8 @@ class Fleet:
         return result
 
     def apply(self, *args: str, code: int | None = 0, **kw: Any) -> Result:
-        return self.kf("apply", "--auto-approve", *args, code=code, **kw)
+        """``apply --auto-approve --no-wait``: a `light` kernel never answers its websocket."""
+        return self.kf("apply", "--auto-approve", "--no-wait", *args, code=code, **kw)
 
     def error(self, *args: str) -> str:
         """Run a command that must fail with exactly one ``Error:`` line; return it."""
@@ -194,7 +195,7 @@ def test_stopped_server_is_started_only_with_start_servers(fleet: Fleet) -> None
     assert "2 to start, 0 to restart, 0 to replace, 0 to shut down, 0 to interrupt, " in plan.out
     assert "1 user server(s) to start." in plan.out
     fleet.kf("plan", "--out", "start.json")
-    applied = fleet.kf("apply", "start.json")
+    applied = fleet.kf("apply", "--no-wait", "start.json")
     lines = [line for line in applied.out.splitlines() if "@bob" in line and ": " in line]
     started = [n for n, line in enumerate(lines) if "campus@bob: server started" in line]
     kernels = [n for n, line in enumerate(lines) if "tutor[" in line and "started kernel" in line]
@@ -219,6 +220,20 @@ def test_a_user_leaving_the_selection_loses_the_kernel_but_keeps_the_server(
     assert fleet.hub.is_running("carl")
     assert fleet.recorded("ana") == ana == fleet.live("ana")
     assert list(fleet.resources()) == ["tutor@ana"]
+
+
+def test_apply_waits_for_a_users_kernel_through_the_hubs_proxy(fleet: Fleet) -> None:
+    """Readiness and setup go over the kernel's websocket, through the proxy, with the hub
+    token."""
+    marker = fleet.workdir / "setup-ran"
+    fleet.manifest(
+        users=["ana"],
+        kernels=f"  tutor: {{spec: python3, setup: \"open({str(marker)!r}, 'w').close()\"}}\n",
+    )
+    applied = fleet.kf("apply", "--auto-approve")
+    assert "+ tutor@ana: started kernel" in applied.out and ", ready in " in applied.out
+    assert marker.is_file()
+    fleet.kf("plan", "--detailed-exitcode")
 
 
 def test_two_plans_leave_the_servers_idle(fleet: Fleet) -> None:
@@ -335,6 +350,13 @@ def test_a_missing_scope_is_named(fleet: Fleet, scope: str) -> None:
     assert fleet.error("plan") == f"Error: {url}: {text}"
 
 
+def test_read_users_says_whether_a_server_runs_without_read_servers(fleet: Fleet) -> None:
+    fleet.manifest(users=["ana", "bob"])
+    fleet.token = fleet.hub.token_without("read:servers")
+    plan = fleet.kf("plan")
+    assert "+ tutor@ana" in plan.out and "skipped the server(s) of bob" in plan.out
+
+
 def test_starting_servers_needs_the_servers_scope(fleet: Fleet) -> None:
     fleet.manifest(users=["dora"], start_servers=True)
     fleet.token = fleet.hub.token_without("servers")
@@ -370,7 +392,7 @@ def test_a_server_stopped_after_the_plan(fleet: Fleet) -> None:
     fleet.manifest(users=["carl"])
     fleet.kf("plan", "--out", "plan.json")
     fleet.hub.stop_server("carl")
-    line = fleet.error("apply", "plan.json")
+    line = fleet.error("apply", "--no-wait", "plan.json")
     assert line == (
         f"Error: {fleet.hub.url}user/carl/: carl's server on hub campus is not running "
         "(GET api/kernels: HTTP 302 from the hub); it may have stopped during the run: start "
