@@ -27,6 +27,7 @@ kernel websockets use JSON frames, which every proxy passes.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -362,13 +363,22 @@ class UserServerClient(JupyterClient):
         self.hub = hub
         self.user = user
 
-    def wait_ready(self, kernel_id: str, *, timeout: float, setup: str | None = None) -> Readiness:
+    def wait_ready(
+        self,
+        kernel_id: str,
+        *,
+        timeout: float,
+        setup: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Readiness:
         """As ``JupyterClient.wait_ready``, in JSON frames: a hub's proxy may not pass the
         binary subprotocol (PyPI configurable-http-proxy 0.4 forwards a client's binary
         frames as text, and the server drops the connection)."""
         from kernelform.channels import Framing, wait_ready
 
-        return wait_ready(self, kernel_id, timeout=timeout, setup=setup, framing=Framing.JSON)
+        return wait_ready(
+            self, kernel_id, timeout=timeout, setup=setup, framing=Framing.JSON, cancel=cancel
+        )
 
     def probe(self, kernel_id: str, *, timeout: float) -> ProbeResult:
         """As ``JupyterClient.probe``, in JSON frames (see ``wait_ready``)."""
