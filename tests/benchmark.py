@@ -204,14 +204,13 @@ def _kernel(kernel_id: str) -> dict[str, Any]:
 
 def _workspace_plan(directory: Path, manifest: str, resources: dict[str, Resource]) -> float:
     """Best time of ``Workspace.plan()`` (state read, hubs, servers, planner): a real plan."""
-    from kernelform.state import FileStateStore
     from kernelform.workspace import Settings, Workspace
 
     path = directory / "kernelform.yaml"
     path.write_text(manifest, encoding="utf-8")
     settings = Settings(manifest_path=path)
-    store = FileStateStore(settings.resolved_state_path)
-    store.write(replace(new_state(), resources=resources))
+    with Workspace(settings) as workspace:
+        workspace.store.write(replace(new_state(), resources=resources))
 
     def plan() -> None:
         with Workspace(settings) as workspace, workspace.locked("plan"):
