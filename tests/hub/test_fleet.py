@@ -150,6 +150,12 @@ def test_group_members_get_kernels(fleet: Fleet) -> None:
     assert fleet.hub.user_model("bob")["server"] is None  # never started
     again = fleet.kf("plan", "--detailed-exitcode")
     assert "No changes." in again.out and "skipped the server(s) of bob" in again.out
+    assert "tutor@ana" in fleet.kf("status").out
+    # bob's tutor is declared (his server is down); carl is not in the group.
+    assert fleet.error("plan", "--target", "tutor@carl") == (
+        "Error: target 'tutor@carl' matches no declared or recorded kernel; tutor has: "
+        "tutor@ana, tutor@bob"
+    )
     document = fleet.kf("plan", "--json").json()
     assert document["changes"] == []
     assert document["skipped"] == [
