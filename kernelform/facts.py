@@ -1,8 +1,13 @@
 """Facts: what each Jupyter server reports, read once per plan.
 
 Reading (I/O) is kept apart from planning: ``gather_facts`` asks every server
-for its kernels, sessions and kernelspecs, all servers in parallel, and hands
-the planner plain frozen ``LiveServer`` objects. ``probe_health`` then asks
+for its kernels and sessions, all servers in parallel, and hands the planner
+plain frozen ``LiveServer`` objects. What only a kernel *start* needs (the
+kernelspecs, whether the server takes client-chosen kernel ids, whether the
+declared working directories exist) is read only for the servers where
+something may start (``detailed``): a plan with nothing to start makes two
+requests per server, not four or more, which matters for a fleet of users'
+servers behind a hub's proxy. ``probe_health`` then asks
 the kernels that want a health check whether they answer, all in parallel,
 and marks the silent ones. The planner never does I/O.
 """
@@ -17,6 +22,8 @@ from typing import Any
 from kernelform.models import Kernel, Session
 from kernelform.server import KernelServer
 
+MAX_READERS = 16  # servers read at once
+
 
 @dataclass(frozen=True)
 class LiveServer:
@@ -30,6 +37,7 @@ class LiveServer:
     unresponsive: frozenset[str] = frozenset()
     missing_dirs: Mapping[str, str] = field(default_factory=dict)  # cwd → what is wrong
     unchecked_dirs: frozenset[str] = frozenset()  # cwds not checked: no contents API
+    detailed: bool = True  # specs, kernel ids and dirs read (else they are not known)
 
     _by_kernel: Mapping[str, tuple[str, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -71,6 +79,7 @@ class LiveServer:
             "unresponsive": sorted(self.unresponsive),
             "missing_dirs": dict(self.missing_dirs),
             "unchecked_dirs": sorted(self.unchecked_dirs),
+            "detailed": self.detailed,
         }
 
     @classmethod
@@ -85,22 +94,35 @@ class LiveServer:
             unresponsive=frozenset(data.get("unresponsive", ())),
             missing_dirs=dict(data.get("missing_dirs", {})),
             unchecked_dirs=frozenset(data.get("unchecked_dirs", ())),
+            detailed=bool(data.get("detailed", True)),
         )
 
 
-def read_server(name: str, client: KernelServer, dirs: Collection[str] = ()) -> LiveServer:
-    """Read one server: kernels, sessions, kernelspecs, its version, and whether *dirs*
-    (the declared cwds of its kernels) are directories there."""
-    kernels = client.list_kernels()
-    missing, unchecked = read_dirs(client, dirs)
-    return LiveServer(
+def read_server(
+    name: str, client: KernelServer, dirs: Collection[str] = (), *, detailed: bool = True
+) -> LiveServer:
+    """Read one server: kernels and sessions; with *detailed*, also what a start needs
+    (``read_details``)."""
+    server = LiveServer(
         name=name,
-        kernels={k.id: k for k in kernels},
+        kernels={k.id: k for k in client.list_kernels()},
         sessions=tuple(client.list_sessions()),
+        detailed=False,
+    )
+    return read_details(server, client, dirs) if detailed else server
+
+
+def read_details(server: LiveServer, client: KernelServer, dirs: Collection[str]) -> LiveServer:
+    """*server* with what a kernel start there needs: its kernelspecs, whether it takes
+    client-chosen kernel ids, and whether *dirs* (declared cwds) are directories there."""
+    missing, unchecked = read_dirs(client, dirs)
+    return replace(
+        server,
         specs=tuple(client.list_kernelspecs().names),
         accepts_kernel_id=client.accepts_kernel_id(),
         missing_dirs=missing,
         unchecked_dirs=unchecked,
+        detailed=True,
     )
 
 
@@ -126,21 +148,52 @@ def read_dirs(client: KernelServer, dirs: Collection[str]) -> tuple[dict[str, st
 
 
 def gather_facts(
-    clients: Mapping[str, KernelServer], dirs: Mapping[str, Collection[str]] | None = None
+    clients: Mapping[str, KernelServer],
+    dirs: Mapping[str, Collection[str]] | None = None,
+    *,
+    detailed: Collection[str] | None = None,
 ) -> dict[str, LiveServer]:
     """Read every server in parallel; the first error (by server name) is raised.
 
     *dirs* names, per server, the paths to check as working directories.
+    *detailed* names the servers to read in full (``read_details``); None: all.
     """
     if not clients:
         return {}
     wanted = dirs or {}
-    with ThreadPoolExecutor(max_workers=min(len(clients), 16)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(clients), MAX_READERS)) as pool:
         futures = {
-            name: pool.submit(read_server, name, c, wanted.get(name, ()))
-            for name, c in clients.items()
+            name: pool.submit(
+                read_server,
+                name,
+                client,
+                wanted.get(name, ()),
+                detailed=detailed is None or name in detailed,
+            )
+            for name, client in clients.items()
         }
         return {name: futures[name].result() for name in sorted(futures)}
+
+
+def add_details(
+    clients: Mapping[str, KernelServer],
+    live: Mapping[str, LiveServer],
+    servers: Collection[str],
+    dirs: Mapping[str, Collection[str]] | None = None,
+) -> dict[str, LiveServer]:
+    """*live*, with the *servers* that were not read in full now read in full."""
+    wanted = dirs or {}
+    todo = sorted(s for s in servers if s in live and not live[s].detailed)
+    out = dict(live)
+    if not todo:
+        return out
+    with ThreadPoolExecutor(max_workers=min(len(todo), MAX_READERS)) as pool:
+        futures = {
+            name: pool.submit(read_details, live[name], clients[name], wanted.get(name, ()))
+            for name in todo
+        }
+        out.update({name: futures[name].result() for name in todo})
+    return out
 
 
 @dataclass(frozen=True)

@@ -357,8 +357,8 @@ def _check_specs(
     problems: list[str] = []
     for item in declared:
         server = live.get(item.server)
-        if server is None or not matches_target(item.address, targets):
-            continue
+        if server is None or not server.detailed or not matches_target(item.address, targets):
+            continue  # (a server not read in full starts nothing: see kernelform.facts)
         spec = item.keys.spec
         if spec not in server.specs:
             message = (
@@ -383,7 +383,9 @@ def _check_dirs(
     for item in declared:
         server = live.get(item.server)
         cwd = item.keys.cwd
-        if server is None or cwd is None or not matches_target(item.address, targets):
+        if server is None or not server.detailed or cwd is None:
+            continue
+        if not matches_target(item.address, targets):
             continue
         wrong = server.missing_dirs.get(cwd)
         if wrong is not None:

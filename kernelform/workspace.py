@@ -19,7 +19,7 @@ read like any server, through a ``UserServerClient`` with the hub's token.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -29,7 +29,7 @@ from kernelform.address import matches_target, parse_address, parse_target, unma
 from kernelform.client import JupyterClient
 from kernelform.errors import KernelformError, PlanError, StalePlan, StateError
 from kernelform.executor import Outcome, Report, WaitFor, execute
-from kernelform.facts import HealthCheck, LiveServer, gather_facts, probe_health
+from kernelform.facts import HealthCheck, LiveServer, add_details, gather_facts, probe_health
 from kernelform.fleet import (
     Fleet,
     UserServerLauncher,
@@ -226,12 +226,17 @@ class Workspace:
         return None
 
     def refresh(
-        self, servers: set[str] | None = None, *, dirs: Mapping[str, set[str]] | None = None
+        self,
+        servers: set[str] | None = None,
+        *,
+        dirs: Mapping[str, set[str]] | None = None,
+        detailed: Collection[str] | None = None,
     ) -> dict[str, LiveServer]:
         """Read the servers this run involves (all declared ones by default), checking
-        *dirs* (server → paths) as working directories."""
+        *dirs* (server → paths) as working directories; only the *detailed* servers
+        (None: all) are read in full (see ``kernelform.facts``)."""
         names = sorted(servers if servers is not None else self.manifest.servers)
-        return gather_facts({name: self.client(name) for name in names}, dirs)
+        return gather_facts({name: self.client(name) for name in names}, dirs, detailed=detailed)
 
     def declared_dirs(self) -> dict[str, set[str]]:
         """Per server, the cwds of the targeted declared kernels: checked when planning."""
@@ -309,20 +314,8 @@ class Workspace:
             declared=[d.address for d in self.desired()],
             recorded=state.resources,
         )
-        live = self.refresh(
-            self.involved_servers(state, fleets), dirs=None if destroy else self.declared_dirs()
-        )
-        if not destroy:
-            live = probe_health(self.clients_opened(), live, self.health_checks(state))
-        make = make_destroy_plan if destroy else make_plan
-        plan = make(
-            self.manifest,
-            state,
-            live,
-            now=self.clock(),
-            targets=self.settings.targets,
-            force=self.settings.force,
-            fleets=fleets,
+        plan, live = self._read_and_plan(
+            state, fleets, destroy=destroy, probe=not destroy, targets=self.settings.targets
         )
         plan = replace(
             plan,
@@ -333,13 +326,55 @@ class Workspace:
         )
         return plan, live, state
 
+    def _read_and_plan(
+        self,
+        state: State,
+        fleets: dict[str, Fleet],
+        *,
+        destroy: bool,
+        probe: bool,
+        targets: Sequence[str],
+    ) -> tuple[Plan, dict[str, LiveServer]]:
+        """Read the servers and plan; servers where something starts are read in full.
+
+        A first read asks each server for its kernels and sessions only (and reads in
+        full the servers holding a start a killed run left pending). If the plan then
+        starts kernels on a server not read in full, that server's details (specs,
+        kernel ids, declared cwds) are read and the plan made again: details only add
+        checks, so the second plan starts the same kernels.
+        """
+        dirs = None if destroy else self.declared_dirs()
+        pending = {r.server for r in state.resources.values() if r.pending}
+        live = self.refresh(self.involved_servers(state, fleets), dirs=dirs, detailed=pending)
+        if probe:
+            live = probe_health(self.clients_opened(), live, self.health_checks(state))
+        make = make_destroy_plan if destroy else make_plan
+        for _ in range(2):
+            plan = make(
+                self.manifest,
+                state,
+                live,
+                now=self.clock(),
+                targets=targets,
+                force=self.settings.force,
+                fleets=fleets,
+            )
+            starting = {
+                c.server
+                for c in plan.changes
+                if c.action in (Action.START, Action.REPLACE) and c.server in live
+            }
+            if all(live[s].detailed for s in starting):
+                break
+            live = add_details(self.clients_opened(), live, starting, dirs)
+        return plan, live
+
     def observe(self) -> tuple[Plan, dict[str, LiveServer], State]:
         """The plan as ``plan`` computes it, for ``status``: without the lock (it reads
         only) and without health probes (a request per kernel)."""
         state = self.store.read()
         fleets = self.fleets(state)
-        live = self.refresh(self.involved_servers(state, fleets), dirs=self.declared_dirs())
-        plan = make_plan(self.manifest, state, live, now=self.clock(), fleets=fleets)
+        plan, live = self._read_and_plan(state, fleets, destroy=False, probe=False, targets=())
         return plan, live, state
 
     def launchers(self, plan: Plan) -> dict[str, ServerLauncher]:
