@@ -651,13 +651,21 @@ class Printer:
         self.color = (
             not no_color and not os.environ.get("NO_COLOR") and os.environ.get("TERM", "") != "dumb"
         )
+        self._terminals: dict[bool, bool] = {}
 
     def lines(self, lines: Iterable[Line], *, err: bool = False) -> None:
-        for parts in lines:
-            click.echo("".join(self._style(p) for p in parts), err=err, color=None)
+        """Write *lines* in one go (an apply of 1,000 kernels prints 1,000 of them)."""
+        stream = sys.stderr if err else sys.stdout
+        if err not in self._terminals:
+            self._terminals[err] = stream.isatty()
+        colour = self.color and self._terminals[err]
+        text = "".join("".join(self._style(p, colour) for p in parts) + "\n" for parts in lines)
+        if text:
+            stream.write(text)
+            stream.flush()
 
-    def _style(self, segment: Segment) -> str:
-        if not self.color or segment.style is None:
+    def _style(self, segment: Segment, colour: bool) -> str:
+        if not colour or segment.style is None:
             return segment.text
         style = segment.style.value
         if style == "bold":

@@ -13,8 +13,10 @@ machine's load hits every contender alike:
   PostgreSQL schema), recording every start as pending then started.
 
 The server is an instant loopback HTTP server (``tests.fakehttp``, with a
-listen backlog of 128 as tornado has) that answers like jupyter_server 2.21
-(it honours client-chosen kernel ids) and starts nothing. PostgreSQL is a
+listen backlog of 128 and kept-alive HTTP/1.1 connections, as tornado has)
+that answers like jupyter_server 2.21 (it honours client-chosen kernel ids) and
+starts nothing. The loop opens a connection per request, as the original
+functions (``urllib.request`` per call) do. PostgreSQL is a
 throwaway cluster (``tests.state.pgcluster``) with ``fsync`` on, as a real
 database runs. Each process's wall time includes
 its interpreter start-up. Reported: the median per contender, the ratio to the
@@ -122,7 +124,7 @@ def main() -> None:
         cluster = start_cluster(fsync=True, prefix="kernelform-bench-")
     times: dict[tuple[str, int], list[float]] = {}
     try:
-        with FakeHTTPServer(answer) as fake, tempfile.TemporaryDirectory() as scratch:
+        with FakeHTTPServer(answer, keep_alive=True) as fake, tempfile.TemporaryDirectory() as scratch:
             work = Path(scratch)
             for n in args.sizes:
                 for run in range(args.runs):

@@ -134,7 +134,8 @@ class Resource:
             "server": self.server,
             "kernel_id": self.kernel_id,
             **self.recipe.to_dict(),
-            "started_at": format_time(self.started_at),
+            # (started_at is aware UTC since __post_init__: the fast form of format_time)
+            "started_at": self.started_at.replace(tzinfo=None).isoformat() + "Z",
             "pending": self.pending,
             "tainted": self.tainted,
         }

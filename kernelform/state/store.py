@@ -333,8 +333,25 @@ def describe_error(error: BaseException) -> str:
 
 
 def dump(data: Mapping[str, Any]) -> bytes:
-    """The state's JSON form, as every backend and recovery file writes it."""
-    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    """The state's JSON form, as every backend, recovery file and ``state pull`` writes it.
+
+    One line per top-level key, and one per entry of a mapping under one (one per
+    kernel under ``resources``): readable, greppable and diff-friendly, and written
+    by json's C encoder (with ``indent`` it falls back to pure Python, which took
+    most of the time of folding a journal into a state of 1,000 kernels).
+    """
+
+    def encode(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            entries = [f"    {encode(k)}: {encode(v)}" for k, v in value.items()]
+            lines.append(f"  {encode(key)}: {{\n" + ",\n".join(entries) + "\n  }")
+        else:
+            lines.append(f"  {encode(key)}: {encode(value)}")
+    return ("{\n" + ",\n".join(lines) + "\n}\n").encode("utf-8")
 
 
 def write_all(fd: int, data: bytes) -> None:
