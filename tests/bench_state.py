@@ -124,7 +124,10 @@ def main() -> None:
         cluster = start_cluster(fsync=True, prefix="kernelform-bench-")
     times: dict[tuple[str, int], list[float]] = {}
     try:
-        with FakeHTTPServer(answer, keep_alive=True) as fake, tempfile.TemporaryDirectory() as scratch:
+        with (
+            FakeHTTPServer(answer, keep_alive=True) as fake,
+            tempfile.TemporaryDirectory() as scratch,
+        ):
             work = Path(scratch)
             for n in args.sizes:
                 for run in range(args.runs):
