@@ -58,7 +58,7 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from kernelform.client import JupyterClient
+from kernelform.client import Framing, JupyterClient
 from kernelform.errors import (
     AuthError,
     ClientError,
@@ -87,13 +87,6 @@ CANCELLED_HINT = "it stays recorded, as tainted: the next apply restarts it"
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _PARTS = ("header", "parent_header", "metadata", "content")
-
-
-class Framing(enum.Enum):
-    """How messages travel on the websocket."""
-
-    V1 = "v1"  # the v1.kernel.websocket.jupyter.org binary subprotocol
-    JSON = "json"  # the default: one JSON text frame per message
 
 
 class Health(enum.Enum):

@@ -30,6 +30,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
+from enum import Enum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -449,6 +450,13 @@ class HttpClient:
         return [self._model(model, item) for item in data]
 
 
+class Framing(Enum):
+    """How messages travel on a kernel's websocket (see ``kernelform.channels``)."""
+
+    V1 = "v1"  # offer the v1.kernel.websocket.jupyter.org binary subprotocol
+    JSON = "json"  # offer nothing: one JSON text frame per message
+
+
 class JupyterClient(HttpClient):
     """A client for one Jupyter server's kernel API (see ``HttpClient`` for the transport).
 
@@ -472,6 +480,7 @@ class JupyterClient(HttpClient):
         kernel_ids: KernelIds = KernelIds.ASK_SERVER,
         adapter: BaseAdapter | None = None,
         follow_redirects: bool = True,
+        framing: Framing = Framing.V1,
     ) -> None:
         super().__init__(
             url,
@@ -486,6 +495,7 @@ class JupyterClient(HttpClient):
             follow_redirects=follow_redirects,
         )
         self._kernel_ids = kernel_ids
+        self.framing = framing
 
     # -- the read operations ---------------------------------------------------
 
@@ -598,13 +608,15 @@ class JupyterClient(HttpClient):
         """
         from kernelform.channels import wait_ready
 
-        return wait_ready(self, kernel_id, timeout=timeout, setup=setup, cancel=cancel)
+        return wait_ready(
+            self, kernel_id, timeout=timeout, setup=setup, framing=self.framing, cancel=cancel
+        )
 
     def probe(self, kernel_id: str, *, timeout: float) -> ProbeResult:
         """Whether the kernel answers on its control channel (busy kernels do)."""
         from kernelform.channels import probe
 
-        return probe(self, kernel_id, timeout=timeout)
+        return probe(self, kernel_id, timeout=timeout, framing=self.framing)
 
     # -- Jupyter's own answers -----------------------------------------------------
 

@@ -27,7 +27,6 @@ kernel websockets use JSON frames, which every proxy passes.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -38,7 +37,7 @@ from urllib.parse import quote
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from kernelform.client import HttpClient, JupyterClient, Query
+from kernelform.client import Framing, HttpClient, JupyterClient, Query
 from kernelform.errors import (
     AuthError,
     BadResponse,
@@ -53,7 +52,7 @@ from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.runtime import KernelIds, Timeouts
 
 if TYPE_CHECKING:
-    from kernelform.channels import ProbeResult, Readiness
+    pass
 
 PAGINATION = "application/jupyterhub-pagination+json"
 PAGE_SIZE = 200  # the most a hub gives in one page
@@ -359,32 +358,12 @@ class UserServerClient(JupyterClient):
             hooks=hooks,
             kernel_ids=kernel_ids,
             follow_redirects=False,
+            # PyPI configurable-http-proxy 0.4 forwards a client's binary frames as
+            # text (and the server drops the connection): JSON frames pass a hub's proxy.
+            framing=Framing.JSON,
         )
         self.hub = hub
         self.user = user
-
-    def wait_ready(
-        self,
-        kernel_id: str,
-        *,
-        timeout: float,
-        setup: str | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Readiness:
-        """As ``JupyterClient.wait_ready``, in JSON frames: a hub's proxy may not pass the
-        binary subprotocol (PyPI configurable-http-proxy 0.4 forwards a client's binary
-        frames as text, and the server drops the connection)."""
-        from kernelform.channels import Framing, wait_ready
-
-        return wait_ready(
-            self, kernel_id, timeout=timeout, setup=setup, framing=Framing.JSON, cancel=cancel
-        )
-
-    def probe(self, kernel_id: str, *, timeout: float) -> ProbeResult:
-        """As ``JupyterClient.probe``, in JSON frames (see ``wait_ready``)."""
-        from kernelform.channels import Framing, probe
-
-        return probe(self, kernel_id, timeout=timeout, framing=Framing.JSON)
 
     def wait_until_answering(self, *, timeout: float) -> None:
         """Poll ``GET api`` until the server answers through the proxy (its route may lag)."""
