@@ -28,12 +28,31 @@ from typing import Any
 import pytest
 
 from kernelform.client import JupyterClient
-from tests.live_jupyter import JupyterServer, launch
+from tests.live_jupyter import LIGHT_SPEC, JupyterServer, launch, write_kernelspec
 
 
 @pytest.fixture(scope="session")
 def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
     server = launch(tmp_path_factory.mktemp("jupyter"))
+    try:
+        yield server
+    finally:
+        if server.running:
+            with contextlib.suppress(Exception):
+                server.cleanup(timeout=10)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def light_jupyter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    """A second server for tests that start many cheap kernels (the ``light`` spec, a
+    process that only sleeps) and shut them down fast (``shutdown_wait_time`` 0.5 s):
+    the crash sweeps and the PostgreSQL command-line tests share it."""
+    server = launch(
+        tmp_path_factory.mktemp("light-jupyter"),
+        extra_args=["--KernelManager.shutdown_wait_time=0.5"],
+    )
+    write_kernelspec(server.data_dir, "light", LIGHT_SPEC)
     try:
         yield server
     finally:

@@ -54,7 +54,7 @@ from kernelform.state import FileStateStore, Resource, State, new_state
 from kernelform.state.memory import MemoryStateStore
 from kernelform.workspace import Settings, Workspace
 from tests.kf import Result, run, server_env, state_of, write_manifest
-from tests.live_jupyter import LIGHT_SPEC, JupyterServer, launch, write_kernelspec
+from tests.live_jupyter import JupyterServer
 
 POINTS = (
     "before-request",
@@ -90,27 +90,12 @@ B_STATE_WRITES = 9  # replace 4 (depose, pending, started, forget), restart 1, s
 B_SERVER_REQUESTS = 6  # replace 2 (POST, DELETE), restart 1, shutdowns 2, start 1
 
 
-@pytest.fixture(scope="module")
-def crash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
-    server = launch(
-        tmp_path_factory.mktemp("crash-jupyter"),
-        extra_args=["--KernelManager.shutdown_wait_time=0.5"],
-    )
-    write_kernelspec(server.data_dir, "light", LIGHT_SPEC)
-    try:
-        yield server
-    finally:
-        with contextlib.suppress(Exception):
-            server.cleanup(timeout=10)
-        server.stop()
-
-
 @pytest.fixture
-def jupyter(crash_server: JupyterServer) -> Iterator[JupyterServer]:
-    assert crash_server.running, crash_server.log_tail()
-    crash_server.cleanup()
-    yield crash_server
-    crash_server.cleanup()
+def jupyter(light_jupyter: JupyterServer) -> Iterator[JupyterServer]:
+    assert light_jupyter.running, light_jupyter.log_tail()
+    light_jupyter.cleanup()
+    yield light_jupyter
+    light_jupyter.cleanup()
 
 
 @contextlib.contextmanager

@@ -18,7 +18,6 @@ refusal; a saved plan bound to its state.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -36,7 +35,7 @@ import pytest
 from kernelform.state import new_state
 from kernelform.state.postgres import PostgresStateStore
 from tests.kf import ROOT, TRACEBACK, Result, run, server_env, write_manifest
-from tests.live_jupyter import JupyterServer, launch, wait_for, write_kernelspec
+from tests.live_jupyter import JupyterServer, wait_for
 from tests.state.helpers import resource
 from tests.state.pgcluster import Cluster, free_port, unique_name
 
@@ -46,27 +45,12 @@ ROLE = "kf_runner"
 KILLED = -9
 
 
-@pytest.fixture(scope="module")
-def light_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
-    server = launch(
-        tmp_path_factory.mktemp("pg-cli-jupyter"),
-        extra_args=["--KernelManager.shutdown_wait_time=0.5"],
-    )
-    write_kernelspec(server.data_dir, "light", LIGHT_SPEC)
-    try:
-        yield server
-    finally:
-        with contextlib.suppress(Exception):
-            server.cleanup(timeout=10)
-        server.stop()
-
-
 @pytest.fixture
-def jupyter(light_server: JupyterServer) -> Iterator[JupyterServer]:
-    assert light_server.running, light_server.log_tail()
-    light_server.cleanup()
-    yield light_server
-    light_server.cleanup()
+def jupyter(light_jupyter: JupyterServer) -> Iterator[JupyterServer]:
+    assert light_jupyter.running, light_jupyter.log_tail()
+    light_jupyter.cleanup()
+    yield light_jupyter
+    light_jupyter.cleanup()
 
 
 @pytest.fixture(scope="module")
