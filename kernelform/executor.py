@@ -243,7 +243,7 @@ class _Recorder:
                 puts, drops = _difference(stored, target, touched)
                 written = self._store.record(stored, puts=puts, drops=drops)
             else:
-                written = self._store.write(replace(target, serial=stored.serial))
+                written = self._store.write(target.at_serial(stored.serial))
         except BaseException as e:  # every waiter of the batch gets it, even a bug
             error = e
         finally:

@@ -177,7 +177,7 @@ class FileStateStore(StateStore):
             raise ValueError(f"serial {serial} follows serial {state.serial}")
         puts = [Resource.from_dict(data) for data in entry.get("puts", [])]
         drops = [str(address) for address in entry.get("drops", [])]
-        return replace(state.edited(puts=puts, drops=drops), serial=serial)
+        return state.edited(puts=puts, drops=drops).at_serial(serial)
 
     def _restore_hint(self) -> str:
         if self.backup_path.is_file():

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -270,7 +270,26 @@ class State:
 
     def edited(self, *, puts: Iterable[Resource] = (), drops: Iterable[str] = ()) -> State:
         """A copy with *drops* removed and *puts* added (each replacing its address)."""
-        return replace(self, resources=self.resources.edited(puts, drops))
+        return self._derived(self.serial, self.resources.edited(puts, drops))
+
+    def at_serial(self, serial: int) -> State:
+        """A copy at *serial* (what a store wrote it as)."""
+        if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
+            raise ValueError(f"serial must be a whole number >= 0, not {serial!r}")
+        return self._derived(serial, self.resources)
+
+    def _derived(self, serial: int, resources: Resources) -> State:
+        """A state from this valid one, without checking version and lineage again: an
+        action records twice, and a check per record would cost more than the record."""
+        derived = object.__new__(State)
+        for name, value in (
+            ("version", self.version),
+            ("serial", serial),
+            ("lineage", self.lineage),
+            ("resources", resources),
+        ):
+            object.__setattr__(derived, name, value)
+        return derived
 
     def with_resource(self, resource: Resource) -> State:
         """A copy with *resource* added, or replacing the one at its address."""

@@ -28,7 +28,7 @@ import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -125,7 +125,7 @@ class StateStore(abc.ABC):
         ``state.serial`` (another run wrote it since *state* was read). A stored
         serial below it (a restored backup, a pushed recovery file) is accepted.
         """
-        written = replace(state, serial=state.serial + 1)
+        written = state.at_serial(state.serial + 1)
         try:
             previous = self._load()
         except StateCorrupt:
@@ -142,7 +142,7 @@ class StateStore(abc.ABC):
     ) -> State:
         """Store the edit of one action on top of *base* (the state last read or written)."""
         put_list, drop_list = list(puts), list(drops)
-        written = replace(base.edited(puts=put_list, drops=drop_list), serial=base.serial + 1)
+        written = base.edited(puts=put_list, drops=drop_list).at_serial(base.serial + 1)
         self._append(base, written, put_list, drop_list)
         return written
 
@@ -170,7 +170,7 @@ class StateStore(abc.ABC):
                     " force it only if the pushed state is the right one)"
                 )
         serial = max(state.serial, previous.serial if previous is not None else 0)
-        written = replace(state, serial=serial + 1)
+        written = state.at_serial(serial + 1)
         self._replace(written, previous=previous)
         return written
 
