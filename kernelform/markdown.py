@@ -16,7 +16,14 @@ from collections.abc import Iterable
 
 from kernelform.executor import Outcome, Report
 from kernelform.plan import Action, Change, Plan, StateUpdate, UpdateKind
-from kernelform.render import SUMMARY_WORDS, SYMBOLS, VERBS, skip_lines, summary_actions
+from kernelform.render import (
+    SUMMARY_WORDS,
+    SYMBOLS,
+    VERBS,
+    report_counts,
+    skip_lines,
+    summary_actions,
+)
 
 # Characters with a meaning in Markdown text (CommonMark lets any ASCII
 # punctuation be backslash-escaped); '<', '>' and '&' become entities instead.
@@ -151,22 +158,8 @@ def render_report_markdown(report: Report, plan: Plan, *, where: str | None = No
     if not report.outcomes and not report.blocked:
         lines.append("**Nothing to do.** The kernels match the manifest.")
     else:
-        done: dict[Action, int] = {a: 0 for a in Action}
-        for outcome in report.succeeded:
-            done[outcome.change.action] += 1
-        words = (
-            ", ".join(
-                f"{n} {'server(s) ' if a is Action.SERVER_START else ''}{VERBS[a]}"
-                for a, n in done.items()
-                if n
-            )
-            or "nothing done"
-        )
-        head = "finished with errors." if report.failed else "complete!"
-        lines.append(
-            f"**{command.capitalize()} {head}** {words}; {len(report.failed)} failed; "
-            f"{len(report.blocked)} blocked."
-        )
+        ending, counts = report_counts(report)
+        lines.append(f"**{command.capitalize()} {ending}** {counts}.")
         if report.outcomes:
             rows = [
                 [
@@ -199,4 +192,3 @@ def summary_text(plan: Plan) -> str:
     words = ", ".join(f"{counts[a.value]} {SUMMARY_WORDS[a]}" for a in summary_actions(plan))
     blocked = f" {counts['blocked']} blocked." if counts["blocked"] else ""
     return f"Plan: {words}.{blocked}"
-

@@ -185,8 +185,9 @@ def outcome_line(outcome: Outcome) -> Line:
     return (*head, Segment(f": {change.action.value} FAILED: {outcome.error}", Style.RED))
 
 
-def render_report(report: Report, *, destroy: bool = False) -> list[Line]:
-    """The closing summary of an apply: what was done, what failed and why."""
+def report_counts(report: Report) -> tuple[str, str]:
+    """How an apply ended ("complete!") and what it did ("2 started; 0 failed; 0 blocked"),
+    for every rendering of its report."""
     done: dict[Action, int] = {a: 0 for a in Action}
     for outcome in report.succeeded:
         done[outcome.change.action] += 1
@@ -198,15 +199,21 @@ def render_report(report: Report, *, destroy: bool = False) -> list[Line]:
         )
         or "nothing done"
     )
-    lines = [line()]
-    style = Style.RED if report.failed or report.interrupted else Style.GREEN
     ending = "complete!" if not report.failed else "finished with errors."
-    counts = f" {words}; {len(report.failed)} failed; {len(report.blocked)} blocked"
+    counts = f"{words}; {len(report.failed)} failed; {len(report.blocked)} blocked"
     if report.interrupted or report.skipped:  # asked to stop: Ctrl-C, or a SIGTERM
         ending = "interrupted!" if report.interrupted else "stopped before the end."
         counts += f"; {len(report.skipped)} not started"
+    return ending, counts
+
+
+def render_report(report: Report, *, destroy: bool = False) -> list[Line]:
+    """The closing summary of an apply: what was done, what failed and why."""
+    lines = [line()]
+    style = Style.RED if report.failed or report.interrupted else Style.GREEN
+    ending, counts = report_counts(report)
     lines.append(
-        line(Segment(f"{'Destroy' if destroy else 'Apply'} {ending}", style), f"{counts}.")
+        line(Segment(f"{'Destroy' if destroy else 'Apply'} {ending}", style), f" {counts}.")
     )
     for outcome in report.failed:
         lines.append(
