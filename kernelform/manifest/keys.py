@@ -177,6 +177,15 @@ def _check_url(url: str) -> str:
     return url
 
 
+def _check_state(location: str | None) -> str | None:
+    from kernelform.state.location import location_problem
+
+    problem = None if location is None else location_problem(location)
+    if problem is not None:
+        raise ValueError(problem.replace("the state location", "state", 1))
+    return location
+
+
 # --- the JSON Schema of raw values (before ${VAR} expansion) ----------------------------
 
 _VARIABLE_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"\$\{"}
@@ -534,6 +543,7 @@ class TopKeys(_Section):
 
     state: Annotated[
         Text,
+        AfterValidator(_check_state),
         Key("a string (a file path or a postgresql:// URL)", secret=True, quote_hint=True),
         Field(
             description="where the state lives: a file path (relative to the manifest) or a "

@@ -42,6 +42,10 @@ SECRET_PARAMS = frozenset({"password", "sslpassword"})
 
 _WORKSPACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+# What a URL with a typo still looks like: "postgresql:/u:pw@h/db", "postgresql//u@h/db",
+# "u:pw@host/db". Taken as a file path, it would become a fresh, empty state (and a
+# directory named after the password).
+_URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:|[^/]*@|postgres(ql)?/", re.IGNORECASE)
 
 
 def check_workspace(name: str) -> str:
@@ -57,6 +61,28 @@ def check_workspace(name: str) -> str:
 def is_postgres(location: str) -> bool:
     match = _SCHEME.match(location)
     return match is not None and match.group(1).lower() in POSTGRES_SCHEMES
+
+
+def location_problem(location: str) -> str | None:
+    """Why *location* is neither a PostgreSQL URL nor a plausible file path, or None.
+
+    The text itself is never quoted: a mistyped URL still holds its password.
+    """
+    if is_postgres(location):
+        return None
+    scheme = _SCHEME.match(location)
+    if scheme is not None:
+        return (
+            f"the state location is a {scheme.group(1)}:// URL, an unknown kind; use a file"
+            " path or a postgresql:// URL"
+        )
+    if _URL_LIKE.match(location):
+        return (
+            "the state location looks like a mistyped URL (it is not postgresql://... and not"
+            " a plain path); write postgresql://USER@HOST:PORT/DATABASE, or ./NAME for a file"
+            " whose name has ':' or '@'"
+        )
+    return None
 
 
 def default_state_path(manifest_dir: Path) -> Path:
@@ -234,12 +260,9 @@ def open_backend(
         require_driver(text)
         recovery_dir = manifest_dir.absolute() / STATE_DIR
         return PostgresBackend(text, recovery_dir=recovery_dir, hooks=hooks)
-    scheme = _SCHEME.match(text)
-    if scheme is not None:
-        raise StateError(
-            f"{mask_url(text)}: unknown kind of state location {scheme.group(1)}://; use a file"
-            " path or a postgresql:// URL"
-        )
+    problem = location_problem(text)
+    if problem is not None:
+        raise StateError(problem)
     return FileBackend(Path(text), hooks=hooks)
 
 

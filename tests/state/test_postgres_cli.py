@@ -301,6 +301,35 @@ def test_database_down_wrong_password_no_rights_no_driver(
     )
 
 
+def test_a_mistyped_state_url_is_refused_not_taken_for_a_file(env: Env) -> None:
+    """``postgresql:/…`` or ``postgresql//…`` as a path would be a fresh, empty state
+    (twins of every kernel) in a directory named after the password."""
+    directory = env.runner("typo", POOL)
+    good = env.url
+    password = env.secrets.values[0]
+    typos = [
+        good.replace("postgresql://", "postgresql:/", 1),
+        good.replace("postgresql://", "postgresql//", 1),
+        good.replace("postgresql://", "", 1),  # user:password@host:port/db
+    ]
+    for typo in typos:
+        for args, extra in (
+            (("plan",), {"KERNELFORM_STATE": typo}),
+            (("apply", "--auto-approve", "--state", typo), {}),
+            (("state", "list"), {"KERNELFORM_STATE": typo}),
+        ):
+            result = env.kf(*args, cwd=directory, env=extra)
+            assert result.code == 1, result
+            (line,) = result.err.splitlines()
+            assert "looks like a mistyped URL" in line and "postgresql://USER@HOST" in line
+    manifest = directory / "kernelform.yaml"
+    manifest.write_text(f"state: '{typos[0].replace(password, '${PW}')}'\n" + manifest.read_text())
+    result = env.kf("validate", cwd=directory, env={"KERNELFORM_STATE": "", "PW": password})
+    assert result.code == 1 and result.err.startswith("Error: kernelform.yaml:1:8: state looks")
+    assert sorted(p.name for p in directory.iterdir()) == ["kernelform.yaml"]
+    assert env.jupyter.kernel_ids() == set()
+
+
 @pytest.mark.parametrize("backend", ["file", "postgres"])
 def test_workspaces_are_isolated(env: Env, backend: str) -> None:
     directory = env.runner("runner", "  solo: {spec: light}\n")
