@@ -30,11 +30,9 @@ The file backend needs POSIX (``fcntl``).
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -50,15 +48,16 @@ from kernelform.state.model import LockInfo, Resource, State, is_newer
 from kernelform.state.store import (
     StateStore,
     dump,
+    fsync_dir,
     iter_json_lines,
     new_lock_info,
+    replace_file,
     write_all,
 )
 
 POLL_INTERVAL = 0.1
 HOLDER_WAIT = 0.2
 MIN_JOURNAL_LINES = 64
-_DIR_FSYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EBADF})
 
 
 @dataclass(frozen=True)
@@ -198,8 +197,8 @@ class FileStateStore(StateStore):
         """Write *state* as the snapshot (old one to ``.backup``), then drop the journal."""
         old = _read_bytes(self.path)
         if old is not None:
-            _atomic_write(self.backup_path, old)
-        _atomic_write(self.path, dump(state.to_dict()))
+            replace_file(self.backup_path, old)
+        replace_file(self.path, dump(state.to_dict()))
         identity = _identity(self.path)
         mark = self._mark
         if mark is not None and mark.journal is not None:
@@ -210,7 +209,7 @@ class FileStateStore(StateStore):
         except FileNotFoundError:
             pass
         else:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         self._mark = _Mark(identity, None, 0, 0, 0, state.serial)
 
     def _append(self, base: State, written: State, puts: list[Resource], drops: list[str]) -> None:
@@ -250,7 +249,7 @@ class FileStateStore(StateStore):
                 write_all(fd, data)
                 os.fsync(fd)
                 if mark.journal is None:
-                    _fsync_dir(self.path.parent)
+                    fsync_dir(self.path.parent)
             except OSError as e:
                 with suppress(OSError):
                     os.ftruncate(fd, mark.size)
@@ -463,31 +462,3 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"field {key!r} appears twice")
         data[key] = value
     return data
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace *path* with *data* so that a crash leaves the old or the new file."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(temp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    except OSError as e:
-        if e.errno not in _DIR_FSYNC_UNSUPPORTED:
-            raise
-    finally:
-        os.close(fd)

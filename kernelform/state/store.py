@@ -37,6 +37,9 @@ from kernelform.errors import StaleState, StateCorrupt, StateError, StateLocked,
 from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.state.model import LockInfo, Resource, State, new_state
 
+# Where a directory cannot be fsynced (some filesystems), its entries are as durable as it gets.
+_DIR_FSYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EBADF})
+
 
 @dataclass(frozen=True)
 class Unlocked:
@@ -56,6 +59,7 @@ class StateStore(abc.ABC):
         self.recovery_dir = recovery_dir
         self.recovery_name = recovery_name
         self.hooks = hooks
+        self._recovery: Path | None = None  # this run's recovery file, once one is saved
 
     @property
     def identity(self) -> str:
@@ -271,22 +275,32 @@ class StateStore(abc.ABC):
         return f"This run's state could not be saved ({'; '.join(problems)}); here it is:\n{text}"
 
     def save_recovery(self, text: str) -> tuple[Path | None, list[str]]:
-        """Save *text* in the recovery dir, else in the system temp dir."""
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        """Save *text* in this run's recovery file: in the recovery dir, else in the system
+        temp dir. A run has one: a later failure replaces its content with the newer state,
+        so every message of the run names the same file, and it holds the newest."""
         problems: list[str] = []
+        data = text.encode("utf-8")
+        if self._recovery is not None:
+            try:
+                replace_file(self._recovery, data)
+                return self._recovery, problems
+            except OSError as e:
+                problems.append(f"{e.filename or self._recovery}: {e.strerror or e}")
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         places = (
             self.recovery_dir / f"{self.recovery_name}.recovery-{stamp}",
             Path(tempfile.gettempdir(), f"kernelform-{self.recovery_name}.recovery-{stamp}"),
         )
         for stem in places:
             try:
-                return write_new(stem, text.encode("utf-8")), problems
+                self._recovery = write_new(stem, data)
+                return self._recovery, problems
             except OSError as e:
                 problems.append(f"{e.filename or stem.parent}: {e.strerror or e}")
         return None, problems
 
     def locked_error(self, holder: LockInfo, timeout: float) -> StateLocked:
-        """"the state is locked: held by …"; breakable when the holder cannot be checked."""
+        """ "the state is locked: held by …"; breakable when the holder cannot be checked."""
         waited = (
             f"the state at {self.location} is still locked after {timeout:g}s"
             if timeout > 0
@@ -401,3 +415,31 @@ def iter_json_lines(data: bytes) -> Iterator[tuple[int, Any]]:
             raise ValueError(f"the line at byte {offset} is not valid JSON") from None
         offset = end + 1
         yield offset, value
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Replace *path* with *data* so that a crash leaves the old or the new file."""
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(temp)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in _DIR_FSYNC_UNSUPPORTED:
+            raise
+    finally:
+        os.close(fd)

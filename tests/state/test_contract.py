@@ -180,6 +180,20 @@ def test_failed_writes_never_lose_the_run_state(backend: Factory) -> None:
     assert State.from_dict(json.loads(Path(str(error.recovery)).read_text()), source="r") == wanted
 
 
+def test_a_run_keeps_one_recovery_file_holding_its_newest_state(backend: Factory) -> None:
+    """Two files of one serial, the older named first, would let a user push the one
+    that misses the later actions: every failure of a run rewrites the same file."""
+    store = backend()
+    base = store.write(new_state())
+    first = dataclasses.replace(base.with_resource(resource("a")), serial=base.serial + 1)
+    second = first.with_resource(resource("b"))
+    named = [store.write_failed(s, OSError(28, "No space left")).recovery for s in (first, second)]
+    assert named[0] is not None and named[0] == named[1]
+    assert recovery_files(store) == [named[0]]
+    saved = json.loads(Path(str(named[0])).read_text())
+    assert sorted(saved["resources"]) == ["a", "b"] and saved["serial"] == second.serial
+
+
 def test_a_record_after_a_failed_write_catches_up(backend: Factory) -> None:
     """A run whose write failed goes on from what it meant to store (serial + 1): its
     next record, based on a serial above the stored one, stores everything."""
