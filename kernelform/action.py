@@ -245,9 +245,7 @@ def carry_out(inputs: Inputs, environ: Mapping[str, str]) -> Result:
             document = None  # kernelform failed before its report: the error is on stderr
     markdown = _failure_markdown(inputs, run) if failed else ""
     if inputs.command is Command.VALIDATE and not failed:
-        markdown = (
-            f"### kernelform validate: {code(inputs.key)}\n\n✅ {code(run.out.strip())}\n"
-        )
+        markdown = f"### kernelform validate: {code(inputs.key)}\n\n✅ {code(run.out.strip())}\n"
     if document is not None:
         summary = _summary_of_report(inputs.command, document)
         has_changes = bool(document.get("actions") or document.get("blocked"))

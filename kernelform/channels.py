@@ -81,7 +81,7 @@ CANCEL_POLL = 0.2  # seconds between two looks at a cancel request during a wait
 TRACEBACK_LINES = 12  # lines of a failed setup's traceback kept on the error
 
 DEAD_HINT = "check its kernelspec and the server's log"
-TIMEOUT_HINT = "raise the timeout, or check the kernel and the server's log"
+TIMEOUT_HINT = "raise its ready_timeout, or check the kernel and the server's log"
 CANCELLED = "the wait was cut short (kernelform was stopping)"
 CANCELLED_HINT = "it stays recorded, as tainted: the next apply restarts it"
 

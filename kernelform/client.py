@@ -381,10 +381,13 @@ class HttpClient:
         if isinstance(error, requests.exceptions.Timeout) or isinstance(
             _retry_reason(error), ReadTimeoutError
         ):
-            raise RequestTimeout(
-                f"{what} got no answer within {timeout[1]:g}s; the server is overloaded "
-                "or stuck; retry, or raise the timeout",
-                server=self.server,
+            raise with_remedy(
+                RequestTimeout(
+                    f"{what} got no answer within {timeout[1]:g}s; the server is overloaded "
+                    "or stuck: retry",
+                    server=self.server,
+                ),
+                Remedy.RAISE_TIMEOUT,
             ) from error
         if isinstance(error, requests.exceptions.ConnectionError) and not _broke_midway(error):
             raise ConnectError(
@@ -715,6 +718,10 @@ class _ProbingRetry(Retry):
             speaks = self.probe(error)
             if speaks is not None:
                 raise MaxRetryError(_pool, url or "", SchemeMismatch(speaks)) from error
+        if isinstance(error, ReadTimeoutError):
+            # A server silent for a whole read timeout is stuck or overloaded: asking it
+            # three more times only delays the one line that says so (by minutes).
+            raise MaxRetryError(_pool, url or "", error) from error
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
 

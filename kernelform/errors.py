@@ -63,6 +63,7 @@ class Remedy(str, Enum):
     WAIT_FOR_LOCK = "wait-for-lock"
     MAKE_NEW_PLAN = "make-new-plan"
     LIST_KERNELS = "list-kernels"
+    RAISE_TIMEOUT = "raise-timeout"
 
 
 class KernelformError(Exception):

@@ -35,8 +35,9 @@ were never confirmed). Nothing a stop cuts short is left unrecorded.
 One failing action does not stop the others. A state that cannot be written
 does: no new action starts, the running ones still record what they do (each
 failed write rewrites the run's one recovery file with everything so far), and
-once they are done the last write's error is raised, naming that file. If a later write went through after all, the state file holds
-everything and the error says that no recovery file is needed.
+once they are done the last write's error is raised, naming that file. If a
+later write went through after all, the state file holds everything and the
+error says that no recovery file is needed.
 """
 
 from __future__ import annotations

@@ -207,15 +207,12 @@ class Comments:
         }
         what = f"{method} {url.split('?')[0]}"
         try:
-            response = session.request(
-                method, url, headers=headers, timeout=self.timeout, **kwargs
-            )
+            response = session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
         except requests.RequestException as e:
             raise CommentError(f"{what} failed: {type(e).__name__}") from None
         if response.status_code >= 400:
             raise CommentError(
-                f"{what}: GitHub answered {response.status_code}"
-                f"{self._why(response)}",
+                f"{what}: GitHub answered {response.status_code}{self._why(response)}",
                 status=response.status_code,
             )
         return response

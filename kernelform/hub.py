@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -326,6 +326,19 @@ class HubClient(HttpClient):
         if status in (401, 403):
             raise AuthError(
                 f"the hub refused the token (HTTP {status}: {message})", server=self.server
+            )
+        if status == 404 and "json" not in response.headers.get("Content-Type", ""):
+            # The hub API answers its own 404s (no such user, group) in JSON; a page
+            # means the URL is not the hub's: often .../hub/ or a user's server.
+            parts = [p for p in urlsplit(self.hub_url).path.split("/") if p]
+            extra = next(
+                (f" (drop the /{p}/ and what follows)" for p in parts if p in ("hub", "user")), ""
+            )
+            raise BadResponse(
+                f"this URL does not answer as a JupyterHub: {method} {self.base_url}{path}"
+                f" got HTTP 404 and a page, not the hub API; give the hub's public URL, the"
+                f" one users open, in hubs.{self.name}.url{extra}",
+                server=self.server,
             )
         super()._raise_status(response, method=method, path=path, kernel_id=kernel_id)
 

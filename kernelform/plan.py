@@ -157,9 +157,7 @@ class Skip:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Skip:
-        return cls(
-            server=data["server"], hub=data["hub"], user=data["user"], reason=data["reason"]
-        )
+        return cls(server=data["server"], hub=data["hub"], user=data["user"], reason=data["reason"])
 
 
 @dataclass(frozen=True)

@@ -389,10 +389,11 @@ def _check_dirs(
             continue
         wrong = server.missing_dirs.get(cwd)
         if wrong is not None:
-            url = manifest.servers[item.server].url
+            config = manifest.servers.get(item.server)
+            where = f" ({config.url})" if config is not None else ""  # else a hub user's
             message = (
                 f"kernel {item.kernel!r} has cwd {cwd!r}, which {wrong} on server"
-                f" {item.server!r} ({url}); create it there, or fix the cwd"
+                f" {item.server!r}{where}; create it there, or fix the cwd"
             )
             if message not in problems:
                 problems.append(message)

@@ -43,9 +43,7 @@ def manifest_schema() -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for name, section in SECTIONS.items():
         model = section.model
-        entry = model.model_json_schema(
-            schema_generator=_Generator, ref_template="#/$defs/{model}"
-        )
+        entry = model.model_json_schema(schema_generator=_Generator, ref_template="#/$defs/{model}")
         definitions.update(entry.pop("$defs", {}))
         entry["title"] = f"{name}.NAME"
         definitions[model.__name__] = entry

@@ -427,6 +427,7 @@ def test_no_answer_is_a_timeout(retries: int) -> None:
             text = _check_message(info.value, hanging.url, token)
             assert "0.3s" in text
         assert time.monotonic() - started < 10
+    assert hanging.connections == 3  # a read that timed out is not asked again
 
 
 def test_html_page_instead_of_api_is_a_bad_response() -> None:

@@ -143,6 +143,7 @@ def raw_hint(error: KernelformError) -> str:
             "pass --ca-bundle with the server's CA certificate, or --insecure to skip verification"
         ),
         Remedy.LIST_KERNELS: "list them with 'kernelform kernels list'",
+        Remedy.RAISE_TIMEOUT: "or wait longer for each answer with --timeout SECONDS",
     }
     return hints.get(error.remedy, "") if error.remedy is not None else ""
 

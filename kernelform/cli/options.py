@@ -132,12 +132,14 @@ def manifest_hint(error: KernelformError, workspace: Workspace) -> str:
         return "list the server's kernels with 'kernelform kernels list --server URL'"
     if remedy is Remedy.MAKE_NEW_PLAN:
         return "make a new one with 'kernelform plan --out FILE'"
+    if remedy is Remedy.RAISE_TIMEOUT:
+        return "or wait longer for each answer with KERNELFORM_TIMEOUT=SECONDS (default 30)"
     if isinstance(error, StateWriteError) and error.recovery is not None:
         again = [f"--workspace {workspace.settings.workspace}"] * (
             workspace.settings.workspace != "default"
         )
         if workspace.settings.state:
-            again.insert(0, "--state")
+            again.insert(0, "--state (or KERNELFORM_STATE)")
         if again:
             return f"push it with the same {' and '.join(again)} as this run"
         return ""

@@ -459,9 +459,7 @@ class Checker:
             setup_code = self.setup_file(model.setup_file, _value_at(*checked.nodes["setup_file"]))
             if setup_code is None:
                 return None
-        return KernelDecl(
-            name=name, server=server, hub=hub, keys=model, setup_code=setup_code
-        )
+        return KernelDecl(name=name, server=server, hub=hub, keys=model, setup_code=setup_code)
 
     def setup_file(self, written: str, node: Node) -> str | None:
         """The code in *written* (relative to the manifest), or None and a problem."""

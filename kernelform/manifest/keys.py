@@ -30,6 +30,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     WithJsonSchema,
+    field_validator,
 )
 from pydantic.fields import FieldInfo
 
@@ -318,6 +319,11 @@ class ServerKeys(_Endpoint):
 
 
 def _check_names(names: list[str], info: ValidationInfo) -> list[str]:
+    if not names:  # a ${VAR} that expanded to nothing, say: never "everyone"
+        raise ValueError(
+            f"{info.field_name} is empty, which would select nobody; list names, or remove"
+            " the key (with neither groups nor users, every user is selected)"
+        )
     seen: set[str] = set()
     for name in names:
         if name in seen:
@@ -328,7 +334,7 @@ def _check_names(names: list[str], info: ValidationInfo) -> list[str]:
 
 def _check_name_item(name: str) -> str:
     if not name.strip():
-        raise ValueError("a name must not be empty")
+        raise ValueError("a group or user name must not be empty")
     return name
 
 
@@ -340,7 +346,12 @@ def _check_user(name: str) -> str:
     return name
 
 
-_NAMES_SCHEMA: dict[str, Any] = {"type": "array", "items": {"type": ["string", "integer"]}}
+_NAMES_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "minItems": 1,
+    "uniqueItems": True,
+    "items": {"anyOf": [{"type": "string", "pattern": r"\S"}, {"type": "integer"}]},
+}
 GroupNames = Annotated[
     list[Annotated[str, AfterValidator(_check_name_item)]],
     AfterValidator(_check_names),
@@ -357,6 +368,17 @@ DEFAULT_START_TIMEOUT = timedelta(minutes=5)
 
 class HubKeys(_Endpoint):
     """One entry of ``hubs:``: a JupyterHub whose users' servers hold kernels (a fleet)."""
+
+    @field_validator("url")
+    @classmethod
+    def _public_url(cls, url: str) -> str:
+        """The API's URL (…/hub/api/) answers JSON 404s that read as "no such group"."""
+        if re.search(r"/hub/api(/|$)", urlsplit(url).path):
+            raise ValueError(
+                "url is the hub's API URL; give its public URL, the one users open, without"
+                " /hub/api/ (kernelform adds it)"
+            )
+        return url
 
     groups: Annotated[
         GroupNames,

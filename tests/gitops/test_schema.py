@@ -41,6 +41,8 @@ YAML_TYPES = "YAML types the JSON data model has no name for"
 
 CHECKER_ONLY: dict[str, str] = {
     "hub-and-server": ONE_PLACE,
+    "hub-api-url": URL_DETAIL + " (the path of a hub's URL)",
+    "state-url-typo": URL_DETAIL + " (a mistyped postgresql:// URL is not a path)",
     "count-exponent": YAML_TYPES + " (1e3 and 2.0 are JSON integers)",
     "count-float-whole": YAML_TYPES + " (1e3 and 2.0 are JSON integers)",
     "kernel-name-null": YAML_TYPES + " (a null key)",

@@ -69,9 +69,9 @@ class Fleet:
         """``apply --auto-approve --no-wait``: a `light` kernel never answers its websocket."""
         return self.kf("apply", "--auto-approve", "--no-wait", *args, code=code, **kw)
 
-    def error(self, *args: str) -> str:
+    def error(self, *args: str, env: dict[str, str] | None = None) -> str:
         """Run a command that must fail with exactly one ``Error:`` line; return it."""
-        result = self.kf(*args, code=1)
+        result = self.kf(*args, code=1, env=env)
         errors = [line for line in result.err.splitlines() if line.startswith("Error:")]
         assert len(errors) == 1, result
         return errors[0]
@@ -391,6 +391,35 @@ def test_starting_servers_needs_the_servers_scope(fleet: Fleet) -> None:
 def test_unknown_group_or_user(fleet: Fleet, keys: dict[str, Any], message: str) -> None:
     fleet.manifest(**keys)
     assert fleet.error("plan") == f"Error: {fleet.hub.url}: {message}"
+
+
+def test_a_missing_cwd_on_a_users_server_is_named(fleet: Fleet) -> None:
+    fleet.manifest("  tutor: {spec: light, cwd: nowhere}\n", users=["ana"])
+    assert fleet.error("plan") == (
+        "Error: kernel 'tutor' has cwd 'nowhere', which does not exist on server"
+        " 'campus@ana'; create it there, or fix the cwd"
+    )
+    assert fleet.live("ana") == []
+
+
+@pytest.mark.parametrize("suffix", ["hub/", "user/ana/"])
+@pytest.mark.parametrize("keys", [{"groups": ["physics-101"]}, {"users": ["ana"]}, {}])
+def test_a_url_that_is_not_the_hubs_public_one(
+    fleet: Fleet, suffix: str, keys: dict[str, Any]
+) -> None:
+    """The usual mistake, .../hub/: each answer is the hub's HTML 404 page, which must not
+    read as "no such group/user" or show as HTML. The API's own URL is refused unasked."""
+    fleet.manifest(**keys)
+    line = fleet.error("plan", env={"KF_HUB_URL": fleet.url + suffix})
+    assert "this URL does not answer as a JupyterHub" in line, line
+    dropped = suffix.split("/")[0]
+    assert f"in hubs.campus.url (drop the /{dropped}/ and what follows)" in line, line
+    assert "<" not in line
+    line = fleet.error("validate", env={"KF_HUB_URL": fleet.url + "hub/api/"})
+    assert line.endswith(
+        ":3:10: url is the hub's API URL; give its public URL, the one users open, without"
+        " /hub/api/ (kernelform adds it)"
+    ), line
 
 
 def test_a_server_stopped_after_the_plan(fleet: Fleet) -> None:
