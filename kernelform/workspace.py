@@ -261,17 +261,27 @@ class Workspace:
             checks.append(HealthCheck(resource.server, resource.kernel_id, timeout))
         return checks
 
-    def waits(self) -> dict[str, WaitFor]:
-        """How long to wait for each declared kernel to be ready, and its setup code."""
+    def waits(self, plan: Plan) -> dict[str, WaitFor]:
+        """How long to wait for each kernel the plan starts to be ready, and its setup code.
+
+        Taken from the declaration the address names, not from the addresses declared
+        now: a saved plan may start a kernel for a hub user who has since left the
+        selection (it is carried out as approved, and waited for like any other).
+        """
         if not self.settings.wait:
             return {}
-        return {
-            item.address: WaitFor(
-                timeout=self.settings.wait_timeout or item.keys.wait_timeout.total_seconds(),
-                setup=item.decl.setup_code,
-            )
-            for item in self.desired()
-        }
+        waits: dict[str, WaitFor] = {}
+        for change in plan.runnable:
+            try:
+                decl = self.manifest.kernels.get(parse_address(change.address).name)
+            except ValueError:
+                continue
+            if decl is not None:
+                waits[change.address] = WaitFor(
+                    timeout=self.settings.wait_timeout or decl.keys.wait_timeout.total_seconds(),
+                    setup=decl.setup_code,
+                )
+        return waits
 
     def desired(self) -> list[Desired]:
         """The declared addresses, hub kernels included for the fleets resolved so far."""
@@ -413,7 +423,7 @@ class Workspace:
                 f"{plan.state_serial} → {state.serial})"
             )
         if any(split_user_server(c.server) for c in plan.changes):
-            self.fleets(state)  # the hub kernels' addresses, for waiting on them
+            self.fleets(state)  # whose servers the plan names, and how to reach them
         starting = {c.server for c in plan.changes if c.action is Action.SERVER_START}
         starts = [c for c in plan.runnable if c.action in (Action.START, Action.REPLACE)]
         dirs: dict[str, set[str]] = {}
@@ -477,7 +487,7 @@ class Workspace:
             parallelism=self.settings.parallelism,
             clock=self.clock,
             hooks=self.runtime.hooks,
-            waits=self.waits(),
+            waits=self.waits(plan),
             on_outcome=on_outcome,
             stop=self.runtime.stop,
             on_interrupt=on_interrupt,

@@ -118,6 +118,9 @@ def crippled_service(missing: str) -> str:
     return "kf-without-" + missing.replace(":", "-")
 
 
+GROUPS_ADMIN = "kf-groups-admin"
+"""Changes groups' members, as a hub admin would between a plan and its apply."""
+
 BLIND = "kf-blind"
 """A service that may list and reach servers but not see whether they run: neither
 ``read:servers`` nor ``read:users`` (so user models carry no server status)."""
@@ -126,6 +129,7 @@ SERVICES: Mapping[str, tuple[str, ...]] = {
     MANAGER: MANAGER_SCOPES,
     **{crippled_service(scope): scopes_without(scope) for scope in MANAGER_SCOPES},
     BLIND: ("list:users", "access:servers", "read:groups"),
+    GROUPS_ADMIN: ("groups",),
 }
 
 # Passed to every single-user server: a crashing kernel is dropped after ~3 s

@@ -12,6 +12,7 @@ About 60-90 s on the 2-core machine (server starts are 2-8 s each).
 from __future__ import annotations
 
 import json
+import re
 import signal
 from collections.abc import Iterator
 from datetime import datetime
@@ -30,7 +31,7 @@ from kernelform.state import new_state
 from kernelform.workspace import Settings, Workspace
 from tests.hub.conftest import RUNNING, STOPPED, USERS
 from tests.kf import Result, run
-from tests.live_hub import BLIND, Hub
+from tests.live_hub import BLIND, GROUPS_ADMIN, Hub
 from tests.live_jupyter import free_port, wait_for
 
 HUB_KEYS = ("groups", "users", "start_servers", "prune", "start_timeout")
@@ -240,6 +241,26 @@ def test_apply_waits_for_a_users_kernel_through_the_hubs_proxy(fleet: Fleet) -> 
     assert "+ tutor@ana: started kernel" in applied.out and ", ready in " in applied.out
     assert marker.is_file()
     fleet.kf("plan", "--detailed-exitcode")
+
+
+def test_a_saved_plan_for_a_user_who_left_since_is_carried_out_and_waited_for(
+    fleet: Fleet,
+) -> None:
+    """As approved (a saved plan is what was reviewed), and ready means ready there too:
+    the wait came from the users selected now, so the start was reported "in 0.0s"."""
+    fleet.manifest(groups=["physics-101"], kernels="  tutor: {spec: python3}\n")
+    members, admin = "groups/physics-101/users", fleet.hub.tokens[GROUPS_ADMIN]
+    fleet.hub.hub_api("POST", members, json={"users": ["carl"]}, token=admin).raise_for_status()
+    try:
+        fleet.kf("plan", "--out", "plan.json")
+    finally:
+        fleet.hub.hub_api(
+            "DELETE", members, json={"users": ["carl"]}, token=admin
+        ).raise_for_status()
+    applied = fleet.kf("apply", "plan.json")
+    assert re.search(r"\+ tutor@carl: started kernel \S+, ready in ", applied.out), applied
+    fleet.kf("apply", "--auto-approve")  # carl is no longer selected: his kernel goes
+    assert fleet.live("carl") == [] and fleet.recorded("carl") == []
 
 
 def test_two_plans_leave_the_servers_idle(fleet: Fleet) -> None:
