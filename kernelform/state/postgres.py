@@ -34,8 +34,10 @@ process elsewhere is ended (``pg_terminate_backend``) once the user confirmed,
 which is safe: that run can write nothing more without its connection.
 
 A connection lost while the lock is held is never silently reopened: the lock
-went with it, so every later write fails (each saving a recovery file) and the
-executor starts no new action.
+went with it, so every later write fails (saving the run's recovery file) and
+the executor starts no new action; a run that needed no write after the loss
+still ends with an error at release, since another run may have held the lock
+meanwhile.
 
 The password is kept in a ``Secret`` and given to libpq only when
 connecting: the store's ``location``, its ``repr``, and every message name the
@@ -464,8 +466,15 @@ class PostgresStateStore(StateStore):
         info = self._acquire(operation, timeout)
         try:
             yield info
-        finally:
+        except BaseException:
             self._release(info)
+            raise
+        if not self._release(info):
+            raise StateUnavailable(
+                f"lost the connection to the PostgreSQL state at {self.target.server} during"
+                " this run, and the lock with it: what this run did is done and recorded, but"
+                " another run may have acted meanwhile; run 'kernelform plan' to check"
+            )
 
     def _acquire(self, operation: str, timeout: float) -> LockInfo:
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -492,18 +501,21 @@ class PostgresStateStore(StateStore):
                 raise self.locked_error(holder or _unknown_holder(), timeout)
             time.sleep(min(POLL_INTERVAL, remaining))
 
-    def _release(self, info: LockInfo) -> None:
+    def _release(self, info: LockInfo) -> bool:
+        """Give the lock back; False if it was already gone (its connection lost)."""
         with self._guard:
             self._held = None
             conn = self._conn
             if conn is None or conn.closed:
                 self.close()
-                return
+                return False
             try:
                 conn.execute(self._sql.clear_holder, [self.workspace, info.id])
-                conn.execute("SELECT pg_advisory_unlock(%s)", [self._key])
+                row = conn.execute("SELECT pg_advisory_unlock(%s)", [self._key]).fetchone()
             except psycopg.Error:
                 self.close()  # the lock goes with the connection
+                return False
+            return row is not None and bool(row[0])
 
     def _lock_state(self) -> tuple[int | None, LockInfo | None, int | None]:
         """(backend pid holding the advisory lock, holder record, its backend pid)."""

@@ -274,11 +274,16 @@ def test_file_workspaces_live_in_directories(tmp_path: Path) -> None:
 CHILD = """
 import sys
 from pathlib import Path
+from kernelform.errors import StateUnavailable
 from kernelform.state.postgres import PostgresStateStore
 store = PostgresStateStore(sys.stdin.readline().strip(), recovery_dir=Path(sys.argv[1]))
-with store.lock(operation=sys.argv[2]):
-    print("locked", flush=True)
-    sys.stdin.readline()
+try:
+    with store.lock(operation=sys.argv[2]):
+        print("locked", flush=True)
+        sys.stdin.readline()
+except StateUnavailable as e:
+    print(e, flush=True)
+    sys.exit(3)
 print("released", flush=True)
 """
 
@@ -397,8 +402,9 @@ def test_force_unlock_refuses_a_live_local_holder_and_ends_a_remote_ones_session
     assert store.lock_info() is None
     with store.lock(operation="apply"):
         pass
-    release(holder)  # the holder's connection is gone: its release fails quietly
-    assert holder.wait(timeout=10) == 0
+    release(holder)  # the holder's connection is gone: it learns that its lock went
+    assert holder.stdout is not None
+    assert "lost the connection" in holder.stdout.read() and holder.wait(timeout=10) == 3
 
 
 # --- errors ----------------------------------------------------------------------------
@@ -501,7 +507,8 @@ def test_the_connection_lost_under_the_lock_saves_every_write_aside(
 ) -> None:
     store = make()
     state = store.write(new_state().with_resource(resource("a")))
-    with store.lock(operation="apply") as info:
+    lost = pytest.raises(StateError, match="during this run, and the lock with it")
+    with lost, store.lock(operation="apply") as info:
         state = store.record(state, puts=[resource("b")])
         [(backend,)] = rows(pg_cluster, f"SELECT backend_pid FROM {schema_of(pg_url)}.locks")
         assert rows(pg_cluster, "SELECT pg_terminate_backend(%s, 5000)", backend) == [(True,)]
@@ -515,7 +522,7 @@ def test_the_connection_lost_under_the_lock_saves_every_write_aside(
             assert match is not None, text
             saved.append(Path(match.group(1)))
             state = State.from_dict(json.loads(saved[-1].read_text()), source="recovery")
-        assert saved[0].parent == tmp_path / ".kernelform"
+        assert saved[0].parent == tmp_path / ".kernelform" and saved[0] == saved[1]
         assert sorted(state.resources) == ["a", "b", "c", "d"]
         assert make().lock_info() is None  # the lock went with the connection
         assert info.id

@@ -241,6 +241,49 @@ def test_the_database_stopped_mid_apply_loses_no_kernel(env: Env) -> None:
     assert {a: final[a] for a in ids} == ids
 
 
+def test_the_lock_lost_after_the_last_write_is_reported(env: Env) -> None:
+    """Nothing left to write, so no write fails: the run must still not say "complete"
+    as if it had held the lock throughout (another run could have taken it)."""
+    directory = env.runner("late", "  solo: {spec: light}\n")
+    signals = env.tmp / "late-signals"
+    signals.mkdir()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.state.pausing", "apply", "--no-wait", "--auto-approve"],
+        cwd=directory,
+        env={
+            **os.environ,
+            **server_env(env.jupyter),
+            "KERNELFORM_STATE": env.url,
+            "KF_PAUSE_AT": "after-state-write:2",  # the start is recorded: nothing more to write
+            "KF_PAUSE_DIR": str(signals),
+            "PYTHONPATH": str(ROOT),
+            "NO_COLOR": "1",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: (signals / "paused").exists(), timeout=60, what="the apply to pause")
+        env.cluster.stop(mode="immediate")
+        (signals / "resume").touch()
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+        if not env.cluster.running:
+            env.cluster.start()
+    result = Result(child.returncode, out, err)
+    env.secrets.seen.append(result)
+    assert result.code == 1 and TRACEBACK not in err, result
+    assert "+ solo: started kernel" in out
+    (line,) = err.splitlines()
+    assert line.startswith(
+        f"Error: lost the connection to the PostgreSQL state at 127.0.0.1:{env.cluster.port}"
+    ), line
+    assert "during this run, and the lock with it: what this run did is done and recorded" in line
+    env.assert_converged({"solo"}, env.stored())
+
+
 def test_database_down_wrong_password_no_rights_no_driver(
     env: Env, pg_cluster: Cluster, role_password: str
 ) -> None:
