@@ -12,23 +12,25 @@ It takes no lock: it only reads, and a store's read is a consistent snapshot
 (the file backend renames whole files and appends whole journal lines), so a
 status never waits for an apply, never holds one up, and shows its progress.
 
-Rows, in this order: every declared address; every recorded address that is
-no longer declared (including a replace's ``~deposed`` kernel); every live
-kernel a server with ``prune: true`` would shut down. Building them is pure;
-this module does no I/O.
+Rows, in this order: every declared address (on a hub, for every selected
+user); every recorded address that is no longer declared (including a
+replace's ``~deposed`` kernel); every live kernel a server with ``prune: true``
+would shut down. A row on a hub user's server the plan skips (not running)
+says so instead of "gone" or "not started". Building them is pure; this module
+does no I/O.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from kernelform.duration import format_duration
 from kernelform.facts import LiveServer
-from kernelform.manifest import Manifest
+from kernelform.manifest import Desired
 from kernelform.models import Kernel
 from kernelform.plan import Change, Plan, StateUpdate, UpdateKind
 from kernelform.planner import is_placeholder
@@ -41,6 +43,7 @@ FORMAT_VERSION = "1"
 NOT_STARTED = "not started"  # declared, never recorded
 GONE = "gone"  # recorded, not on its server
 PENDING = "pending"  # a start recorded before its request, kernel not seen (yet)
+SKIPPED = "skipped"  # on a hub user's server that is not running: not looked at
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,9 @@ class StatusRow:
     """One kernel: as declared, as recorded, as its server reports it, and its drift.
 
     ``state`` is the live ``execution_state`` or, without a live kernel, one of
-    ``not started``, ``gone`` and ``pending``. ``drift`` is None when the kernel
-    is as declared.
+    ``not started``, ``gone``, ``pending`` and ``skipped`` (its server is not
+    running; ``skipped`` says why). ``drift`` is None when the kernel is as
+    declared, or skipped.
     """
 
     address: str
@@ -82,6 +86,7 @@ class StatusRow:
     managed: bool
     pending: bool = False
     tainted: str | None = None
+    skipped: str | None = None
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
         age = None if self.started_at is None else (now - self.started_at).total_seconds()
@@ -102,19 +107,21 @@ class StatusRow:
             "managed": self.managed,
             "pending": self.pending,
             "tainted": self.tainted,
+            "skipped": self.skipped,
         }
 
 
 def status_rows(
-    manifest: Manifest, state: State, live: Mapping[str, LiveServer], plan: Plan
+    declared: Sequence[Desired], state: State, live: Mapping[str, LiveServer], plan: Plan
 ) -> list[StatusRow]:
-    """The rows for *plan*, computed from *manifest*, *state* and *live* (see the module)."""
+    """The rows for *plan*, computed from the *declared* addresses (a hub's for the users
+    it selects), *state* and *live* (see the module)."""
+    skipped = {s.server: s.reason for s in plan.skipped}
     changes = {c.address: c for c in plan.changes}
     updates: dict[str, StateUpdate] = {}
     for each in plan.updates:
         updates[each.new_address or each.address] = each
     rows: list[StatusRow] = []
-    declared = manifest.desired()
     claimed: set[str] = set()
     for item in declared:
         update = updates.get(item.address)
@@ -133,6 +140,7 @@ def status_rows(
                 change=change,
                 update=update,
                 live=live,
+                skipped=skipped,
             )
         )
     for address, resource in state.resources.items():
@@ -147,6 +155,7 @@ def status_rows(
                 change=changes.get(address),
                 update=updates.get(address),
                 live=live,
+                skipped=skipped,
             )
         )
     for change in plan.changes:
@@ -177,6 +186,7 @@ def _row(
     update: StateUpdate | None,
     live: Mapping[str, LiveServer],
     managed: bool = True,
+    skipped: Mapping[str, str] | None = None,
 ) -> StatusRow:
     kernel_id = resource.kernel_id if resource is not None else None
     if update is not None and update.kernel_id is not None:
@@ -187,8 +197,11 @@ def _row(
     kernel: Kernel | None = None
     if facts is not None and kernel_id is not None:
         kernel = facts.kernels.get(kernel_id)
+    why_skipped = (skipped or {}).get(server)
     if kernel is not None:
         presence = kernel.execution_state
+    elif why_skipped is not None:
+        presence = SKIPPED
     elif resource is None:
         presence = NOT_STARTED
     elif resource.pending:
@@ -215,17 +228,25 @@ def _row(
         managed=managed,
         pending=resource is not None and resource.pending,
         tainted=None if resource is None else resource.tainted,
+        skipped=why_skipped,
     )
 
 
-def status_document(rows: list[StatusRow], *, now: datetime) -> dict[str, Any]:
-    """``status --json``: the rows, when they were read, and counts."""
+def status_document(rows: list[StatusRow], *, now: datetime, plan: Plan) -> dict[str, Any]:
+    """``status --json``: the rows, when they were read, counts, and the skipped servers."""
     drifting = sum(1 for r in rows if r.drift is not None)
+    skipped = sum(1 for r in rows if r.skipped is not None)
     return {
         "format_version": FORMAT_VERSION,
         "read_at": format_time(now),
         "kernels": [r.to_dict(now) for r in rows],
-        "summary": {"kernels": len(rows), "ok": len(rows) - drifting, "drift": drifting},
+        "skipped_servers": [s.to_dict() for s in plan.skipped],
+        "summary": {
+            "kernels": len(rows),
+            "ok": len(rows) - drifting - skipped,
+            "drift": drifting,
+            "skipped": skipped,
+        },
     }
 
 
@@ -262,18 +283,23 @@ def render_status(rows: list[StatusRow], *, now: datetime) -> list[Line]:
     ]
     for row, values in zip(rows, cells, strict=True):
         text = "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + "  "
-        if row.drift is None:
+        if row.skipped is not None:
+            lines.append(line(text, Segment(f"skipped: {row.skipped}", Style.DIM)))
+        elif row.drift is None:
             lines.append(line(text, Segment("ok", Style.GREEN)))
         else:
             style = Style.RED if row.drift.blocked else Style.YELLOW
             lines.append(line(text, Segment(str(row.drift), style)))
     drifting = sum(1 for r in rows if r.drift is not None)
+    skipped = sum(1 for r in rows if r.skipped is not None)
+    counts = f" {len(rows)} kernel(s), {len(rows) - drifting - skipped} ok, {drifting} with drift"
+    if skipped:
+        counts += f", {skipped} on servers not running"
     lines.append(line())
     lines.append(
         line(
             Segment("Status:", Style.BOLD),
-            f" {len(rows)} kernel(s), {len(rows) - drifting} ok, {drifting} with drift"
-            + (" (run 'kernelform plan' for details)." if drifting else "."),
+            counts + (" (run 'kernelform plan' for details)." if drifting else "."),
         )
     )
     return lines

@@ -113,7 +113,7 @@ def test_status_shows_every_state_from_one_read(
     assert rows["half"]["pending"] and rows["half"]["kernel_id"] == never
     unmanaged = rows[f"lab/{stranger}"]
     assert not unmanaged["managed"] and unmanaged["kernel_id"] == stranger
-    assert document["summary"] == {"kernels": 9, "ok": 1, "drift": 8}
+    assert document["summary"] == {"kernels": 9, "ok": 1, "drift": 8, "skipped": 0}
 
     table = kf(tmp_path, proxy, jupyter, "status")
     assert table.code == 0, table

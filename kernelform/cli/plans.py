@@ -420,10 +420,10 @@ def status(workspace: Workspace, printer: Printer, as_json: bool) -> None:
     warn_clear_text(workspace)
     computed, live, state = workspace.observe()
     warn_unchecked_dirs(live)
-    rows = status_rows(workspace.manifest, state, live, computed)
+    rows = status_rows(workspace.desired(), state, live, computed)
     now = workspace.clock()
     if as_json:
-        emit_json(status_document(rows, now=now))
+        emit_json(status_document(rows, now=now, plan=computed))
     else:
         printer.lines(render_status(rows, now=now))
 

@@ -151,7 +151,16 @@ def test_group_members_get_kernels(fleet: Fleet) -> None:
     assert fleet.hub.user_model("bob")["server"] is None  # never started
     again = fleet.kf("plan", "--detailed-exitcode")
     assert "No changes." in again.out and "skipped the server(s) of bob" in again.out
-    assert "tutor@ana" in fleet.kf("status").out
+    status = fleet.kf("status", env={"COLUMNS": "200"}).out.splitlines()
+    (bob,) = [row for row in status if row.startswith("tutor@bob ")]
+    assert " skipped " in bob and bob.endswith(
+        "skipped: bob's server is not running (start_servers: false); its records are kept"
+    ), status
+    assert any(row.startswith("tutor@ana ") and row.endswith("  ok") for row in status), status
+    assert status[-1] == "Status: 2 kernel(s), 1 ok, 0 with drift, 1 on servers not running."
+    document = fleet.kf("status", "--json").json()
+    assert document["summary"] == {"kernels": 2, "ok": 1, "drift": 0, "skipped": 1}
+    assert [s["user"] for s in document["skipped_servers"]] == ["bob"]
     # bob's tutor is declared (his server is down); carl is not in the group.
     assert fleet.error("plan", "--target", "tutor@carl") == (
         "Error: target 'tutor@carl' matches no declared or recorded kernel; tutor has: "
