@@ -88,6 +88,7 @@ from kernelform.plan import (
 )
 from kernelform.recipe import Effect, Recipe
 from kernelform.state import Resource, State
+from kernelform.wording import did_you_mean
 
 PROTECTED_ACTIONS = frozenset({Action.RESTART, Action.REPLACE, Action.SHUTDOWN})
 PLACEHOLDER_PREFIX = "unknown:"
@@ -361,9 +362,11 @@ def _check_specs(
             continue  # (a server not read in full starts nothing: see kernelform.facts)
         spec = item.keys.spec
         if spec not in server.specs:
+            where = f"{item.decl.spec_at}: " if item.decl.spec_at else ""
             message = (
-                f"kernel {item.kernel!r} asks for kernelspec {spec!r}, which server "
-                f"{item.server!r} does not have; it has: {', '.join(server.specs) or 'none'}"
+                f"{where}kernel {item.kernel!r} asks for kernelspec {spec!r}, which server "
+                f"{item.server!r} does not have{did_you_mean(spec, server.specs) or ';'}"
+                f" it has: {', '.join(server.specs) or 'none'}"
             )
             if message not in problems:
                 problems.append(message)

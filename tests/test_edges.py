@@ -271,3 +271,21 @@ def test_the_basic_example_suggests_a_command_that_works(tmp_path: Path) -> None
     for command in suggested:
         result = run(*shlex.split(command)[1:], cwd=ROOT)
         assert result.code == 0, (command, result)
+
+
+def test_a_mistyped_spec_is_located_with_a_did_you_mean(
+    project: Path, jupyter: JupyterServer
+) -> None:
+    """validate cannot know a server's kernelspecs; plan can, and says where the spec is."""
+    manifest = write_manifest(
+        project, jupyter, "  etl:\n    spec: pyhton3\n  ok: {spec: python3}\n"
+    )
+    for command in ("plan", "status"):
+        result = kf(project, jupyter, command)
+        assert result.code == 1, result
+        (line,) = errors(result)
+        assert line.startswith(
+            f"Error: {manifest.name}:7:11: kernel 'etl' asks for kernelspec 'pyhton3', which server"
+            " 'lab' does not have; did you mean 'python3'? it has: "
+        ), line
+    assert jupyter.kernel_ids() == set()

@@ -459,7 +459,18 @@ class Checker:
             setup_code = self.setup_file(model.setup_file, _value_at(*checked.nodes["setup_file"]))
             if setup_code is None:
                 return None
-        return KernelDecl(name=name, server=server, hub=hub, keys=model, setup_code=setup_code)
+        spec_at = ""
+        if "spec" in checked.nodes:
+            mark = _value_at(*checked.nodes["spec"]).start_mark
+            spec_at = f"{self.filename}:{mark.line + 1}:{mark.column + 1}"
+        return KernelDecl(
+            name=name,
+            server=server,
+            hub=hub,
+            keys=model,
+            setup_code=setup_code,
+            spec_at=spec_at,
+        )
 
     def setup_file(self, written: str, node: Node) -> str | None:
         """The code in *written* (relative to the manifest), or None and a problem."""

@@ -83,6 +83,7 @@ class KernelDecl:
     keys: KernelKeys
     setup_code: str | None = None
     hub: str | None = None
+    spec_at: str = field(default="", compare=False)  # FILE:LINE:COL of spec, for messages
 
     @property
     def recipe(self) -> Recipe:
