@@ -7,8 +7,13 @@ environment. It runs ``kernelform COMMAND -f MANIFEST ARGS`` as a subprocess
 (the same CLI a user runs, with ``GITHUB_ACTIONS=true`` so that it writes the
 job summary and annotations itself), copies its output to the log, then:
 
+- before that, refuses args it cannot run in its own terms (apply without
+  ``--auto-approve`` nor a saved plan: nobody can answer the prompt), so that no
+  message names a flag the Action added rather than the user;
 - writes the step outputs ``exitcode``, ``has-changes``, ``plan-json`` (the
-  saved plan, or apply's JSON report) and ``summary`` to ``$GITHUB_OUTPUT``;
+  saved plan, at the user's ``--out`` if given, or apply's JSON report; only a
+  file holding a JSON document) and ``summary`` (on failure, with kernelform's
+  ``Error:`` lines) to ``$GITHUB_OUTPUT``, and a failure to the job summary;
 - with ``comment``, creates or edits the pull request's comment for this
   manifest (a hidden marker keyed by working directory and manifest);
 - exits 0 when kernelform succeeded (a plan with changes included), else with
@@ -45,19 +50,24 @@ from kernelform.github import (
     Annotation,
     CommentError,
     Comments,
+    SummaryError,
+    append_step_summary,
     comment_body,
     comment_hint,
     comment_marker,
     pull_request_number,
     workflow_command,
 )
-from kernelform.markdown import code, render_plan_markdown, summary_text
-from kernelform.plan import Plan
+from kernelform.markdown import code as code_span
+from kernelform.markdown import render_plan_markdown, summary_text
+from kernelform.plan import Action, Plan
+from kernelform.render import tally_counts
 
 PREFIX = "KF_ACTION_"
 TOKEN_VARIABLE = PREFIX + "GITHUB_TOKEN"
 ERROR_LINES = 40  # of kernelform's stderr, in a comment about a failure
 EXIT_CHANGES = 2
+EXIT_INTERRUPTED = 130
 
 
 class Command(str, Enum):
@@ -170,6 +180,7 @@ class Result:
     json_path: Path | None
     summary: str
     markdown: str
+    failure: str = ""  # for the job summary: kernelform writes its own unless it failed
 
 
 def output_folder(inputs: Inputs, environ: Mapping[str, str]) -> Path:
@@ -182,50 +193,110 @@ def output_folder(inputs: Inputs, environ: Mapping[str, str]) -> Path:
     return folder.resolve()
 
 
-def _failure_markdown(inputs: Inputs, run: Run) -> str:
-    lines = [line for line in run.err.splitlines() if not line.startswith("::")]
-    shown = "\n".join(lines[-ERROR_LINES:]) or f"exit status {run.code}"
+def error_lines(err: str) -> list[str]:
+    """The ``Error:`` lines kernelform printed (already redacted by kernelform)."""
+    return [line for line in err.splitlines() if line.startswith("Error:")]
+
+
+def failure_markdown(key: str, command: Command, code: int, lines: Sequence[str]) -> str:
+    """What failed, its exit status and *lines* in a code block."""
+    shown = "\n".join(lines) or f"exit status {code}"
     fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", shown)), default=0))
     return (
-        f"### kernelform {inputs.command.value}: {code(inputs.key)}\n\n"
-        f"❌ **kernelform {inputs.command.value} failed** (exit {run.code}):\n\n"
+        f"### kernelform {command.value}: {code_span(key)}\n\n"
+        f"❌ **kernelform {command.value} failed** (exit {code}):\n\n"
         f"{fence}text\n{shown}\n{fence}\n"
     )
 
 
-def _summary_of_report(command: Command, document: Mapping[str, Any]) -> str:
+def report_summary(command: Command, document: Mapping[str, Any], *, code: int) -> str:
+    """The report's summary line, in the CLI's words ("Apply complete! 2 started; ...")."""
     summary = document.get("summary", {})
-    done = ", ".join(
-        f"{summary.get(action, 0)} {action}"
-        for action in ("start", "restart", "replace", "shutdown", "interrupt")
-        if summary.get(action)
+    skipped = int(summary.get("skipped", 0))
+    if not (document.get("actions") or document.get("blocked") or skipped):
+        return "Nothing to do."
+    ending, counts = tally_counts(
+        {action: int(summary.get(action.value, 0)) for action in Action},
+        failed=int(summary.get("failed", 0)),
+        blocked=int(summary.get("blocked", 0)),
+        skipped=skipped,
+        interrupted=code == EXIT_INTERRUPTED,
     )
-    return (
-        f"{command.value.capitalize()}: {done or 'nothing done'}; "
-        f"{summary.get('failed', 0)} failed; {summary.get('blocked', 0)} blocked."
-    )
+    return f"{command.value.capitalize()} {ending} {counts}."
+
+
+def read_document(path: Path) -> dict[str, Any] | None:
+    """The JSON document in *path*; None, and no file left behind, if it holds none
+    (kernelform failed before printing its report)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        document = None
+    if not isinstance(document, dict):
+        path.unlink(missing_ok=True)
+        return None
+    return document
+
+
+@dataclass(frozen=True, kw_only=True)
+class Invocation:
+    """What the Action adds to its user's args, and where the JSON document will be."""
+
+    flags: tuple[str, ...]
+    json_path: Path | None
+
+
+def invocation(inputs: Inputs, folder: Path) -> Invocation:
+    """The Action's own flags for *inputs*; an ``InputError``, in terms of the Action's
+    inputs, for args that kernelform would refuse only because of them."""
+    from kernelform.cli.arguments import given_parameters  # the CLI's parser, exactly
+
+    given = given_parameters(inputs.command.value, inputs.args)
+    name = inputs.command.value
+    if inputs.command is Command.PLAN:
+        out = given.get("out")
+        if out is None:
+            path = folder / "plan.json"
+            path.unlink(missing_ok=True)
+            return Invocation(flags=("--detailed-exitcode", "--out", str(path)), json_path=path)
+        if str(out) == "-":
+            raise InputError(
+                "args: '--out -' would print the plan into the log; the Action needs a file "
+                "for plan-json: give --out a path, or leave --out out"
+            )
+        return Invocation(flags=("--detailed-exitcode",), json_path=Path(str(out)).absolute())
+    if inputs.command in (Command.APPLY, Command.DESTROY):
+        if given.get("as_markdown"):
+            raise InputError(
+                f"args: --markdown is not for command {name}: the Action takes kernelform's "
+                "JSON report (plan-json), and the Markdown one goes to the job summary anyway"
+            )
+        if not given.get("auto_approve") and "plan_file" not in given:
+            way = "'--auto-approve' or a saved plan file" if name == "apply" else "'--auto-approve'"
+            raise InputError(
+                f"command {name} needs {way} in args: nobody can answer its confirmation "
+                "prompt in a workflow"
+            )
+        return Invocation(flags=("--json",), json_path=folder / f"{name}.json")
+    return Invocation(flags=(), json_path=None)
 
 
 def carry_out(inputs: Inputs, environ: Mapping[str, str]) -> Result:
     """Run the command; what it gives, as the Action's outputs."""
     folder = output_folder(inputs, environ)
+    planned = invocation(inputs, folder)
+    # The Action's flags first: a user's trailing '--out' must not take one of them as its value.
     argv = [sys.executable, "-m", "kernelform", inputs.command.value, "-f", inputs.manifest]
-    argv += inputs.args
-    json_path: Path | None = None
-    stdout: Path | None = None
-    if inputs.command is Command.PLAN:
-        json_path = folder / "plan.json"
-        json_path.unlink(missing_ok=True)
-        argv += ["--detailed-exitcode", "--out", str(json_path)]
-    elif inputs.command in (Command.APPLY, Command.DESTROY):
-        json_path = stdout = folder / f"{inputs.command.value}.json"
-        argv += ["--json"]
+    argv += [*planned.flags, *inputs.args]
+    json_path = planned.json_path
+    stdout = json_path if inputs.command in (Command.APPLY, Command.DESTROY) else None
     env = {k: v for k, v in environ.items() if not k.startswith(PREFIX)}
     env["GITHUB_ACTIONS"] = "true"
     run = run_kernelform(argv, env=env, stdout=stdout)
     failed = run.code not in (0, EXIT_CHANGES) or (
         run.code == EXIT_CHANGES and inputs.command is not Command.PLAN
     )
+    errors = error_lines(run.err) if failed else []
     if inputs.command is Command.PLAN and not failed and json_path is not None:
         plan = Plan.from_dict(
             json.loads(json_path.read_text(encoding="utf-8")), source=str(json_path)
@@ -237,17 +308,16 @@ def carry_out(inputs: Inputs, environ: Mapping[str, str]) -> Result:
             summary=summary_text(plan),
             markdown=render_plan_markdown(plan, where=inputs.key),
         )
-    document: dict[str, Any] | None = None
-    if stdout is not None:
-        try:
-            document = json.loads(stdout.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            document = None  # kernelform failed before its report: the error is on stderr
-    markdown = _failure_markdown(inputs, run) if failed else ""
+    document = read_document(stdout) if stdout is not None else None
+    markdown = ""
+    if failed:  # the comment shows the end of stderr; the job summary the Error: lines
+        shown = [line for line in run.err.splitlines() if not line.startswith("::")]
+        markdown = failure_markdown(inputs.key, inputs.command, run.code, shown[-ERROR_LINES:])
     if inputs.command is Command.VALIDATE and not failed:
-        markdown = f"### kernelform validate: {code(inputs.key)}\n\n✅ {code(run.out.strip())}\n"
+        valid = code_span(run.out.strip())
+        markdown = f"### kernelform validate: {code_span(inputs.key)}\n\n✅ {valid}\n"
     if document is not None:
-        summary = _summary_of_report(inputs.command, document)
+        summary = report_summary(inputs.command, document, code=run.code)
         has_changes = bool(document.get("actions") or document.get("blocked"))
     elif failed:
         summary = f"kernelform {inputs.command.value} failed (exit {run.code})."
@@ -258,9 +328,10 @@ def carry_out(inputs: Inputs, environ: Mapping[str, str]) -> Result:
     return Result(
         exitcode=run.code,
         has_changes=has_changes,
-        json_path=json_path if json_path is not None and json_path.is_file() else None,
-        summary=summary,
+        json_path=stdout if document is not None else None,
+        summary="\n".join([summary, *errors]),
         markdown=markdown,
+        failure=failure_markdown(inputs.key, inputs.command, run.code, errors) if failed else "",
     )
 
 
@@ -279,7 +350,7 @@ def footer(environ: Mapping[str, str], event: Mapping[str, Any]) -> str:
     sha = str(head.get("sha") or environ.get("GITHUB_SHA", ""))[:12]
     parts = [f"kernelform {__version__}"]
     if sha:
-        parts.append(f"commit {code(sha)}")
+        parts.append(f"commit {code_span(sha)}")
     server, repository, run_id = (
         environ.get("GITHUB_SERVER_URL", "https://github.com"),
         environ.get("GITHUB_REPOSITORY", ""),
@@ -325,15 +396,43 @@ def post_comment(inputs: Inputs, result: Result, environ: Mapping[str, str]) -> 
     return f"kernelform: {outcome.value} the comment on pull request #{number}"
 
 
+def publish_failure(environ: Mapping[str, str], markdown: str) -> None:
+    """Append a failure's Markdown to the job summary; a warning if that cannot be done."""
+    path = environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    try:
+        append_step_summary(Path(path), markdown)
+    except SummaryError as e:
+        print(workflow_command(Annotation.WARNING, f"kernelform: {e}"), flush=True)
+
+
+def refuse(environ: Mapping[str, str], error: InputError, command: Command | None) -> int:
+    """An input the Action cannot run: said in the log, the outputs and the job summary."""
+    line = f"kernelform action: {error}"
+    print(workflow_command(Annotation.ERROR, line), flush=True)
+    output_file = environ.get("GITHUB_OUTPUT")
+    if output_file:
+        write_outputs(
+            Path(output_file),
+            {"exitcode": "1", "has-changes": "false", "plan-json": "", "summary": line},
+        )
+    what = f"kernelform {command.value}" if command is not None else "kernelform"
+    publish_failure(environ, f"### {what}: not run\n\n❌ {line}\n")
+    return 1
+
+
 def main(environ: Mapping[str, str] | None = None) -> int:
     """The Action's step: run, publish, and return the step's exit status."""
     env = os.environ if environ is None else environ
     try:
         inputs = Inputs.read(env)
     except InputError as e:
-        print(workflow_command(Annotation.ERROR, f"kernelform action: {e}"), flush=True)
-        return 1
-    result = carry_out(inputs, env)
+        return refuse(env, e, None)
+    try:
+        result = carry_out(inputs, env)
+    except InputError as e:
+        return refuse(env, e, inputs.command)
     outputs = {
         "exitcode": str(result.exitcode),
         "has-changes": "true" if result.has_changes else "false",
@@ -343,6 +442,8 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     output_file = env.get("GITHUB_OUTPUT")
     if output_file:
         write_outputs(Path(output_file), outputs)
+    if result.failure:
+        publish_failure(env, result.failure)
     print(f"kernelform: {result.summary}", flush=True)
     if inputs.comment:
         if inputs.command in (Command.PLAN, Command.VALIDATE):

@@ -18,7 +18,8 @@ def report_document(report: Report, plan: Plan) -> dict[str, Any]:
     """The apply (or destroy) *report* of *plan*, as plain JSON-able data.
 
     ``summary`` counts what succeeded per action (the plan's ``summary`` keys),
-    then what failed and what stayed blocked.
+    then what failed, what stayed blocked, and what was never started (a stop
+    asked for: Ctrl-C, a SIGTERM, a state write that failed).
     """
     summary: dict[str, int] = {action.value: 0 for action in Action}
     for outcome in report.succeeded:
@@ -26,6 +27,7 @@ def report_document(report: Report, plan: Plan) -> dict[str, Any]:
     summary["succeeded"] = len(report.succeeded)
     summary["failed"] = len(report.failed)
     summary["blocked"] = len(report.blocked)
+    summary["skipped"] = len(report.skipped)
     return {
         "format_version": FORMAT_VERSION,
         "destroy": plan.destroy,

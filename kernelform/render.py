@@ -7,6 +7,7 @@ module stays free of terminal concerns: the CLI decides whether to colour them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -191,6 +192,19 @@ def report_counts(report: Report) -> tuple[str, str]:
     done: dict[Action, int] = {a: 0 for a in Action}
     for outcome in report.succeeded:
         done[outcome.change.action] += 1
+    return tally_counts(
+        done,
+        failed=len(report.failed),
+        blocked=len(report.blocked),
+        skipped=len(report.skipped),
+        interrupted=report.interrupted,
+    )
+
+
+def tally_counts(
+    done: Mapping[Action, int], *, failed: int, blocked: int, skipped: int, interrupted: bool
+) -> tuple[str, str]:
+    """``report_counts`` from the counts alone: what the Action has, reading the JSON report."""
     words = (
         ", ".join(
             f"{n} {'server(s) ' if a is Action.SERVER_START else ''}{VERBS[a]}"
@@ -199,11 +213,11 @@ def report_counts(report: Report) -> tuple[str, str]:
         )
         or "nothing done"
     )
-    ending = "complete!" if not report.failed else "finished with errors."
-    counts = f"{words}; {len(report.failed)} failed; {len(report.blocked)} blocked"
-    if report.interrupted or report.skipped:  # asked to stop: Ctrl-C, or a SIGTERM
-        ending = "interrupted!" if report.interrupted else "stopped before the end."
-        counts += f"; {len(report.skipped)} not started"
+    ending = "complete!" if not failed else "finished with errors."
+    counts = f"{words}; {failed} failed; {blocked} blocked"
+    if interrupted or skipped:  # asked to stop: Ctrl-C, or a SIGTERM
+        ending = "interrupted!" if interrupted else "stopped before the end."
+        counts += f"; {skipped} not started"
     return ending, counts
 
 

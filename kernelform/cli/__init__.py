@@ -16,7 +16,8 @@ Usage errors exit 1 too, so that 2 can only ever mean "changes present".
 This package is the only place that imports click: ``app`` (the group and the
 entry point), ``options`` (what the commands share), and one module per family
 of commands: ``kernels`` (raw operations), ``plans`` (the manifest commands),
-``records`` (state, workspaces, force-unlock), ``watch``.
+``records`` (state, workspaces, force-unlock), ``watch``; and ``arguments``, which
+reads a command line without running it (for the GitHub Action's checks).
 """
 
 from kernelform.cli import kernels, plans, records, watch  # noqa: F401  (registers the commands)

@@ -217,17 +217,71 @@ def test_saved_plan_is_applied(job: Job, github: FakeGitHub) -> None:
     done, outputs = job.step(command="apply", args=planned["plan-json"])
     assert done.returncode == 0, done
     assert outputs["exitcode"] == "0" and outputs["has-changes"] == "true"
-    assert outputs["summary"] == "Apply: 2 start; 0 failed; 0 blocked."
+    # The CLI's own words ("started", not "start"), as in the job summary's report.
+    assert outputs["summary"] == "Apply complete! 2 started; 0 failed; 0 blocked."
+    assert f"**Apply complete!** {outputs['summary'][16:]}" in job.summary.read_text("utf-8")
     report = json.loads(Path(outputs["plan-json"]).read_text(encoding="utf-8"))
     assert {a["address"] for a in report["actions"]} == {"etl[0]", "etl[1]"}
     assert {a["kernel_id"] for a in report["actions"]} == job.jupyter.kernel_ids()
     assert "### kernelform apply" in job.summary.read_text(encoding="utf-8")
     assert github.server.requests == []  # no comment asked for, none posted
 
-    again, outputs = job.step(command="apply")  # neither --auto-approve nor a plan
-    assert again.returncode == 1 and outputs["exitcode"] == "1"
-    assert "apply --json never asks for confirmation; pass --auto-approve" in again.stderr
     assert job.files_with_token() == []
+
+
+@pytest.mark.parametrize(
+    ("inputs", "said"),
+    [
+        (
+            {"command": "apply", "args": ""},
+            "command apply needs '--auto-approve' or a saved plan file in args: "
+            "nobody can answer its confirmation prompt in a workflow",
+        ),
+        (
+            {"command": "destroy", "args": "--target etl"},
+            "command destroy needs '--auto-approve' in args: "
+            "nobody can answer its confirmation prompt in a workflow",
+        ),
+        (
+            {"command": "apply", "args": "--auto-approve --markdown"},
+            "args: --markdown is not for command apply: the Action takes kernelform's JSON "
+            "report (plan-json), and the Markdown one goes to the job summary anyway",
+        ),
+        (
+            {"command": "plan", "args": "--out -"},
+            "args: '--out -' would print the plan into the log; the Action needs a file for "
+            "plan-json: give --out a path, or leave --out out",
+        ),
+    ],
+)
+def test_args_the_action_cannot_run_are_refused_in_its_own_terms(
+    job: Job, inputs: dict[str, str], said: str
+) -> None:
+    """Checked before kernelform runs: no message names a flag the Action adds (--json)."""
+    write_manifest(job.workspace, job.jupyter, "  etl: {spec: python3}\n")
+    done, outputs = job.step(**inputs)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[0] == f"::error::kernelform action: {said}"
+    assert "--json" not in done.stdout + done.stderr and "Error:" not in done.stderr
+    assert outputs == {
+        "exitcode": "1",
+        "has-changes": "false",
+        "plan-json": "",
+        "summary": f"kernelform action: {said}",
+    }
+    assert said in job.summary.read_text(encoding="utf-8")
+    assert job.jupyter.kernel_ids() == set()
+
+
+def test_the_users_out_is_where_the_plan_is_saved(job: Job) -> None:
+    write_manifest(job.workspace, job.jupyter, "  etl: {spec: python3}\n")
+    (job.workspace / "plans").mkdir()
+    done, outputs = job.step(command="plan", args="--out plans/next.json")
+    assert done.returncode == 0, done
+    saved = job.workspace / "plans" / "next.json"
+    assert outputs["plan-json"] == str(saved)
+    assert [c["address"] for c in json.loads(saved.read_text("utf-8"))["changes"]] == ["etl"]
+    assert list(job.temp.rglob("plan.json")) == []  # no second plan of the Action's own
 
 
 def test_a_refused_comment_is_a_warning(tmp_path: Path, jupyter: JupyterServer) -> None:
@@ -258,12 +312,18 @@ def test_a_broken_manifest_fails_the_step_and_says_why_on_the_pull_request(
     )
     done, outputs = job.step(command="plan", comment="true")
     assert done.returncode == 1
+    error = "Error: kernelform.yaml:4:31: count must be an integer, got 'two'"
     assert outputs == {
         "exitcode": "1",
         "has-changes": "false",
         "plan-json": "",
-        "summary": "kernelform plan failed (exit 1).",
+        "summary": f"kernelform plan failed (exit 1).\n{error}",
     }
+    assert job.summary.read_text(encoding="utf-8") == (
+        "### kernelform plan: `kernelform.yaml`\n\n"
+        "❌ **kernelform plan failed** (exit 1):\n\n"
+        f"```text\n{error}\n```\n"
+    )
     assert (
         "::error file=kernelform.yaml,line=4,col=31::count must be an integer, got 'two'"
         in done.stderr
@@ -273,10 +333,18 @@ def test_a_broken_manifest_fails_the_step_and_says_why_on_the_pull_request(
     assert "Error: kernelform.yaml:4:31: count must be an integer" in comment["body"]
     assert "::error" not in comment["body"]
 
+    # An apply that fails before its report leaves no empty report behind.
+    done, outputs = job.step(command="apply", args="--auto-approve")
+    assert done.returncode == 1
+    assert outputs["plan-json"] == "" and list(job.temp.rglob("*.json")) == []
+    assert outputs["summary"] == f"kernelform apply failed (exit 1).\n{error}"
+    assert "❌ **kernelform apply failed** (exit 1)" in job.summary.read_text(encoding="utf-8")
+
 
 def test_bad_inputs(job: Job, github: FakeGitHub) -> None:
     done, outputs = job.step(command="deploy")
-    assert done.returncode == 1 and outputs == {}
+    assert done.returncode == 1 and outputs["exitcode"] == "1"
+    assert outputs["summary"].startswith("kernelform action: command must be one of")
     assert done.stdout.startswith(
         "::error::kernelform action: command must be one of validate, plan, apply, destroy"
     )

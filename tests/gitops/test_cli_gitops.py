@@ -47,7 +47,7 @@ def test_apply_and_destroy_json(tmp_path: Path, jupyter: JupyterServer) -> None:
         assert isinstance(action["seconds"], float) and action["reason"] == "new"
     assert document["summary"] == {
         "start": 3, "restart": 0, "replace": 0, "shutdown": 0, "interrupt": 0, "server-start": 0,
-        "succeeded": 3, "failed": 0, "blocked": 0,
+        "succeeded": 3, "failed": 0, "blocked": 0, "skipped": 0,
     }  # fmt: skip
     assert document["blocked"] == [] and document["state_updates"] == []
     assert "solo: started kernel" in applied.err  # progress goes to stderr
