@@ -58,6 +58,7 @@ from kernelform.errors import (
     Remedy,
     RequestTimeout,
     ServerError,
+    ServerStopped,
     UnknownKernelSpec,
     shorten,
     with_remedy,
@@ -644,6 +645,15 @@ class JupyterClient(HttpClient):
     ) -> NoReturn:
         status = response.status_code
         message = self._message(response)
+        if status in (401, 403) and _is_hub_page(response):
+            # /user/NAME/ of a server that is not running is routed to the hub, whose
+            # XSRF check refuses any write: not a token problem.
+            raise ServerStopped(
+                f"{method} {path} reached JupyterHub itself (HTTP {status}), not a running"
+                " server: the user's server at this URL is not running; start it from the"
+                " hub, then retry",
+                server=self.server,
+            )
         if status == 403 and _token_accepted(response):
             if method == "GET" and path in ("api/kernels", "api/sessions"):
                 refusal = (
@@ -689,6 +699,11 @@ class SchemeMismatch(Exception):
     def __init__(self, speaks: str) -> None:
         self.speaks = speaks
         super().__init__(f"the server speaks {speaks}")
+
+
+def _is_hub_page(response: requests.Response) -> bool:
+    """An HTML page of JupyterHub's own (its pages carry ``window.jhdata``)."""
+    return "html" in response.headers.get("Content-Type", "") and "jhdata" in response.text
 
 
 class _ProbingRetry(Retry):

@@ -348,6 +348,23 @@ def test_hub_down_and_wrong_token(fleet: Fleet) -> None:
     )
 
 
+def test_raw_commands_on_a_users_server_tell_a_stopped_server_from_a_bad_token(
+    fleet: Fleet,
+) -> None:
+    """A stopped server's /user/NAME/ is routed to the hub, whose XSRF check refuses a
+    write with 403: that is no token problem."""
+    bob, ana = fleet.hub.server_url("bob"), fleet.hub.server_url("ana")
+    stopped = fleet.error("kernels", "start", "--server", bob, "--token", fleet.token)
+    assert stopped == (
+        f"Error: {bob}: POST api/kernels reached JupyterHub itself (HTTP 403), not a running"
+        " server: the user's server at this URL is not running; start it from the hub, then"
+        " retry"
+    )
+    wrong = fleet.error("kernels", "start", "--server", ana, "--token", WRONG_TOKEN)
+    assert "not running" not in wrong and "check the token (--token or JUPYTER_TOKEN)" in wrong
+    assert fleet.hub.kernels("ana") == []
+
+
 MISSING_SCOPES: dict[str, tuple[dict[str, Any], str]] = {
     "list:users": (
         {},
