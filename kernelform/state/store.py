@@ -307,8 +307,12 @@ class StateStore(abc.ABC):
             else f"the state at {self.location} is locked"
         )
         breakable = bool(holder.id) and not holder_is_local(holder)
+        lock_id = f", lock ID {holder.id}" if holder.id else ""
         return StateLocked(
-            f"{waited}: {holder.describe()}", holder=holder, waited=timeout, breakable=breakable
+            f"{waited}: {holder.describe()}{lock_id}",
+            holder=holder,
+            waited=timeout,
+            breakable=breakable,
         )
 
 

@@ -374,7 +374,7 @@ def test_lock_is_not_reentrant(store: FileStateStore) -> None:
     message = str(err.value)
     # A live holder on this host: force-unlock would only do harm; the CLI will not
     # suggest it (err.breakable is False) and only adds how to wait.
-    assert message == f"the state at {store.path} is locked: {info.describe()}"
+    assert message == f"the state at {store.path} is locked: {info.describe()}, lock ID {info.id}"
     assert err.value.holder == info and not err.value.breakable
     assert f"held by pid {os.getpid()} on host " in message
     with store.lock(operation="plan"):
