@@ -310,7 +310,8 @@ def apply_saved(workspace: Workspace, printer: Printer, plan_file: Path, *, outp
     saved = load_plan(plan_file)
     settings = for_saved_plan(settings, saved, plan_file)
     saved = relocate(saved, settings.manifest_path)
-    with open_workspace(settings) as planned:
+    with open_workspace(settings) as planned, planned.locked("apply"):
+        live, state = planned.check_saved(saved)  # a stale plan is refused before a word
         made = f", made {saved.created_at:%Y-%m-%d %H:%M:%S %Z}" if saved.created_at else ""
         emit(
             f"Applying the saved plan {plan_file} (manifest {planned.manifest.path}{made}).",
@@ -318,9 +319,7 @@ def apply_saved(workspace: Workspace, printer: Printer, plan_file: Path, *, outp
         )
         warn_targeting(saved.targets)
         warn_clear_text(planned)
-        with planned.locked("apply"):
-            live, state = planned.check_saved(saved)
-            carry_out(planned, saved, live=live, state=state, printer=printer, output=output)
+        carry_out(planned, saved, live=live, state=state, printer=printer, output=output)
 
 
 def for_saved_plan(settings: Settings, saved: KfPlan, plan_file: Path) -> Settings:
