@@ -65,3 +65,42 @@ def test_a_usage_error_is_one_line_naming_the_help(
 ) -> None:
     assert one_error(argv, capsys) == f"Error: {message} (see '{command} --help')"
 
+
+# -- durations ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["watch", "--interval", "0.5s"],
+            "invalid duration '0.5s': use a number of seconds (e.g. 1.5) or whole numbers"
+            " followed by s, m, h or d (e.g. 90s, 5m, 1h30m), at least 1s",
+        ),
+        (["watch", "--interval", "0.5"], "it must be at least 1s (e.g. 60s or 5m), not '0.5'"),
+        (
+            ["plan", "--lock-timeout", "1.5m"],
+            "invalid duration '1.5m': use a number of seconds (e.g. 1.5) or whole numbers"
+            " followed by s, m, h or d (e.g. 90s, 5m, 1h30m) (see",
+        ),
+    ],
+)
+def test_a_bad_duration_option_says_the_forms_it_takes(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert expected in one_error(argv, capsys)
+
+
+@pytest.mark.parametrize("key", ["health_timeout", "ready_timeout", "max_age", "busy_timeout"])
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_zero_duration_says_more_than_zero(
+    key: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "k.yaml"
+    manifest.write_text(
+        "servers:\n  lab: {url: 'http://127.0.0.1:8888'}\n"
+        f"kernels:\n  etl:\n    spec: python3\n    {key}: {value}\n"
+    )
+    line = one_error(["validate", "-f", str(manifest)], capsys)
+    col = len(f"    {key}: ") + 1
+    assert line == f"Error: {manifest}:6:{col}: {key} must be more than zero, e.g. 30s, got {value}"
