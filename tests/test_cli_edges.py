@@ -10,8 +10,10 @@ what needs a server runs against the session's real jupyter server.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from kernelform.cli import main
 
@@ -104,3 +106,22 @@ def test_a_zero_duration_says_more_than_zero(
     line = one_error(["validate", "-f", str(manifest)], capsys)
     col = len(f"    {key}: ") + 1
     assert line == f"Error: {manifest}:6:{col}: {key} must be more than zero, e.g. 30s, got {value}"
+
+
+# -- raw commands ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("server", ["campus@ana", "localhost:8888", "ftp://host/"])
+def test_a_raw_server_that_is_not_a_url_is_refused_not_guessed(
+    server: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("kernelform guessed a URL and contacted it")
+
+    monkeypatch.setattr(requests.Session, "request", refuse)
+    line = one_error(["kernels", "list", "--server", server], capsys)
+    assert line == (
+        "Error: Invalid value for '--server': it is not an http:// or https:// URL; give the"
+        " server's URL, e.g. http://127.0.0.1:8888/ (a hub user's: https://HUB/user/NAME/)"
+        " (see 'kernelform kernels list --help')"
+    )
