@@ -16,6 +16,8 @@ import pytest
 import requests
 
 from kernelform.cli import main
+from tests.kf import Result, run, server_env, state_of, write_manifest
+from tests.live_jupyter import JupyterServer
 
 
 def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -125,3 +127,44 @@ def test_a_raw_server_that_is_not_a_url_is_refused_not_guessed(
         " server's URL, e.g. http://127.0.0.1:8888/ (a hub user's: https://HUB/user/NAME/)"
         " (see 'kernelform kernels list --help')"
     )
+
+
+# -- against the real server: state push, import, targets --------------------------
+
+
+def kf(cwd: Path, jupyter: JupyterServer, *args: str) -> Result:
+    return run(*args, cwd=cwd, env=server_env(jupyter))
+
+
+def only_error(result: Result) -> str:
+    assert result.code == 1, result
+    lines = result.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.err
+    return lines[0]
+
+
+def test_state_push_names_a_saved_plan_and_the_force_option(
+    tmp_path: Path, jupyter: JupyterServer
+) -> None:
+    write_manifest(tmp_path, jupyter, "  etl: {spec: python3, count: 1}\n  web: {spec: python3}\n")
+    assert kf(tmp_path, jupyter, "plan", "--out", "p.json").code == 0
+    assert only_error(kf(tmp_path, jupyter, "state", "push", "p.json")) == (
+        "Error: p.json is a saved plan, not a state: apply it with 'kernelform apply p.json';"
+        " state push takes a state file from 'kernelform state pull' or a recovery file"
+    )
+    etl, web = (jupyter.start_kernel()["id"] for _ in range(2))
+    assert kf(tmp_path, jupyter, "import", "etl", etl).out == f"Imported kernel {etl} as etl[0].\n"
+    (tmp_path / "old.json").write_text(kf(tmp_path, jupyter, "state", "pull").out)
+    assert kf(tmp_path, jupyter, "import", "web[0]", web).out == (
+        f"Imported kernel {web} as web.\n"
+    )
+    refused = only_error(kf(tmp_path, jupyter, "state", "push", "old.json"))
+    assert "newer than the pushed one" in refused and "nothing was changed" in refused
+    assert refused.endswith(
+        "; see what it holds with 'kernelform state pull'; push again with --force only if"
+        " the pushed state is the right one (the stored one is lost)"
+    ), refused
+    assert "force it" not in refused
+    assert kf(tmp_path, jupyter, "state", "push", "--force", "old.json").code == 0
+    assert set(state_of(tmp_path)["resources"]) == {"etl[0]"}
+

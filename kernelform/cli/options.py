@@ -133,6 +133,11 @@ def manifest_hint(error: KernelformError, workspace: Workspace) -> str:
         return "list the server's kernels with 'kernelform kernels list --server URL'"
     if remedy is Remedy.MAKE_NEW_PLAN:
         return "make a new one with 'kernelform plan --out FILE'"
+    if remedy is Remedy.FORCE_PUSH:
+        return (
+            "see what it holds with 'kernelform state pull'; push again with --force only if"
+            " the pushed state is the right one (the stored one is lost)"
+        )
     if remedy is Remedy.RAISE_TIMEOUT:
         return "or wait longer for each answer with KERNELFORM_TIMEOUT=SECONDS (default 30)"
     if isinstance(error, StateWriteError) and error.recovery is not None:
