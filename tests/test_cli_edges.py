@@ -168,3 +168,19 @@ def test_state_push_names_a_saved_plan_and_the_force_option(
     assert kf(tmp_path, jupyter, "state", "push", "--force", "old.json").code == 0
     assert set(state_of(tmp_path)["resources"]) == {"etl[0]"}
 
+
+# -- the manifest ------------------------------------------------------------------
+
+
+def test_a_server_key_naming_a_hub_says_to_write_hub(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "k.yaml"
+    manifest.write_text(
+        "hubs:\n  campus:\n    url: http://127.0.0.1:8000\n    token: t\n"
+        "kernels:\n  tutor:\n    spec: python3\n    server: campus\n"
+    )
+    assert one_error(["validate", "-f", str(manifest)], capsys) == (
+        f"Error: {manifest}:8:13: kernel 'tutor' names unknown server 'campus'; campus is a hub:"
+        " write hub: campus; no server is declared"
+    )
