@@ -169,6 +169,33 @@ def test_state_push_names_a_saved_plan_and_the_force_option(
     assert set(state_of(tmp_path)["resources"]) == {"etl[0]"}
 
 
+def test_import_reads_an_address_as_a_target_does(tmp_path: Path, jupyter: JupyterServer) -> None:
+    write_manifest(tmp_path, jupyter, "  etl: {spec: python3, count: 2}\n  web: {spec: python3}\n")
+    kernel = jupyter.start_kernel()["id"]
+    cases = {
+        "etll": "etll is not declared in kernelform.yaml; did you mean 'etl'?",
+        "etl": "etl is not declared in kernelform.yaml; etl has: etl[0], etl[1]",
+        "zzz": "zzz is not declared in kernelform.yaml; the kernels are: etl, web",
+        "tutor@ana[1]": "invalid kernel address 'tutor@ana[1]': the index goes before the user;"
+        " did you mean 'tutor[1]@ana'?",
+    }
+    for address, message in cases.items():
+        assert only_error(kf(tmp_path, jupyter, "import", address, kernel)) == f"Error: {message}"
+    assert kf(tmp_path, jupyter, "import", "web", kernel).code == 0
+    # Recorded as web: its other spelling is the same kernel.
+    again = only_error(kf(tmp_path, jupyter, "import", "web[0]", kernel))
+    assert again.startswith(f"Error: web is already managed (kernel {kernel}); run"), again
+
+
+def test_an_index_after_the_user_is_pointed_out(tmp_path: Path, jupyter: JupyterServer) -> None:
+    write_manifest(tmp_path, jupyter, "  etl: {spec: python3}\n")
+    line = only_error(kf(tmp_path, jupyter, "plan", "--target", "tutor@ana[1]"))
+    assert line == (
+        "Error: invalid kernel address 'tutor@ana[1]': the index goes before the user;"
+        " did you mean 'tutor[1]@ana'?"
+    )
+
+
 # -- the manifest ------------------------------------------------------------------
 
 
