@@ -10,7 +10,8 @@ in one place::
     etl[1]~deposed      the old kernel of a replace that has not finished
 
 A user name is everything after the first ``@`` (hub user names may contain
-``@`` themselves: ``tutor@ana@uni.edu`` is user ``ana@uni.edu``). Addresses
+``@`` themselves: ``tutor@ana@uni.edu`` is user ``ana@uni.edu``), but one ending
+in ``[INDEX]`` is taken for an index misplaced (``tutor@ana[1]``: ``tutor[1]@ana``). Addresses
 stay plain strings in the state and in plans, as Terraform's do; this module
 parses, formats, orders and matches them.
 
@@ -40,7 +41,8 @@ __all__ = [
 DEPOSED_SUFFIX = "~deposed"
 NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_.-]*"
 _ADDRESS = re.compile(rf"({NAME_PATTERN})(?:\[(0|[1-9][0-9]{{0,8}})\])?(?:@([^\s/]+))?")
-_HELP = "expected NAME, NAME[INDEX] or NAME[INDEX]@USER, e.g. etl[0]"
+_HELP = "expected NAME, NAME[INDEX], NAME@USER or NAME[INDEX]@USER, e.g. etl[0] or tutor[1]@ana"
+_INDEX_AFTER_USER = re.compile(r"(.*)\[(0|[1-9][0-9]{0,8})\]")
 
 
 @dataclass(frozen=True, order=True)
@@ -92,6 +94,14 @@ def parse_address(text: str) -> Address:
     if match is None:
         raise ValueError(f"invalid kernel address {quoted(text)}: {_HELP}")
     name, index, user = match.groups()
+    late = _INDEX_AFTER_USER.fullmatch(user or "")
+    if late is not None and index is None:
+        # 'tutor@ana[1]': hub user names have no brackets; the index goes before the '@'
+        meant = Address(name, int(late.group(2)), late.group(1), deposed=body != text)
+        raise ValueError(
+            f"invalid kernel address {quoted(text)}: the index goes before the user;"
+            f" did you mean '{meant}'?"
+        )
     return Address(name, None if index is None else int(index), user, deposed=body != text)
 
 

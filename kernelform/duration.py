@@ -21,24 +21,25 @@ and would overflow ``datetime`` arithmetic."""
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _MAX_DIGITS = 12  # more digits than this is over MAX_DURATION in any unit
-_HELP = "use a number followed by s, m, h or d, e.g. 30m"
+_HELP = "use a whole number followed by s, m, h or d, e.g. 30m"
 
 
 def _show(text: str) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
-def parse_duration(text: str) -> timedelta:
+def parse_duration(text: str, *, rule: str = _HELP) -> timedelta:
     """Parse ``30m``, ``24h``, ``1h30m``... into a positive ``timedelta``.
 
     Surrounding whitespace is ignored. Raises ``ValueError`` with a message fit
     for a user (it quotes *text*) when *text* is not such a duration, is zero,
-    or is longer than ``MAX_DURATION``.
+    or is longer than ``MAX_DURATION``. *rule* is what the message says a
+    duration looks like, for a caller that also takes other forms (plain seconds).
     """
     stripped = text.strip()
     match = _DURATION.fullmatch(stripped)
     if not stripped or match is None:
-        raise ValueError(f"invalid duration '{_show(text)}': {_HELP}")
+        raise ValueError(f"invalid duration '{_show(text)}': {rule}")
     seconds = 0
     for digits, (_, size) in zip(match.groups(), _UNITS, strict=True):
         if digits is None:

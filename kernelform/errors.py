@@ -64,6 +64,7 @@ class Remedy(str, Enum):
     MAKE_NEW_PLAN = "make-new-plan"
     LIST_KERNELS = "list-kernels"
     RAISE_TIMEOUT = "raise-timeout"
+    FORCE_PUSH = "force-push"
 
 
 class KernelformError(Exception):

@@ -178,6 +178,12 @@ class KernelFact:
         }
 
 
+def is_saved_plan(data: Any) -> bool:
+    """Whether *data* (a JSON document) looks like a plan saved by ``Plan.to_dict``, of
+    any format: to name it when it is given where something else was expected."""
+    return isinstance(data, Mapping) and "format_version" in data and "changes" in data
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything one apply will do, and what it was computed from."""

@@ -503,19 +503,22 @@ class Workspace:
             raise KernelformError(str(e)) from None
         fleets = self.fleets(self.store.read()) if "@" in address else {}
         desired = {d.address: d for d in self.manifest.desired(members_of(fleets))}
-        item = desired.get(address)
-        if item is None:
-            hint = [a for a in desired if matches_target(a, [parse_address(address).name])]
+        declared = declared_address(address, desired)
+        if declared is None:
             raise KernelformError(
                 f"{address} is not declared in {self.manifest.path}"
-                + (f"; declared: {', '.join(hint)}" if hint else "")
+                + target_hint(address, list(desired))
             )
+        item = desired[declared]
         state = self.store.read()
-        if address in state.resources:
-            raise KernelformError(
-                f"{address} is already managed (kernel {state.resources[address].kernel_id}); "
-                f"run 'kernelform state rm {address}' first to import another kernel"
-            )
+        for held in (declared, *same_kernel(declared)):
+            if held in state.resources:
+                as_ = "" if held == declared else f" as {held}"
+                raise KernelformError(
+                    f"{declared} is already managed{as_} (kernel"
+                    f" {state.resources[held].kernel_id}); run 'kernelform state rm {held}'"
+                    " first to import another kernel"
+                )
         for resource in state.resources.values():
             if resource.server == item.server and resource.kernel_id == kernel_id:
                 raise KernelformError(
@@ -528,7 +531,7 @@ class Workspace:
                 f"{item.recipe.spec!r}; import a kernel of that spec, or change the manifest"
             )
         resource = Resource(
-            address=address,
+            address=declared,
             server=item.server,
             kernel_id=kernel.id,
             recipe=item.recipe,
@@ -565,21 +568,54 @@ def check_targets(
     if problems:
         raise PlanError("\n".join(problems))
     known = [*declared, *recorded]
-    names = _names(known)
     for target in unmatched_targets(targets, known):
-        name = parse_target(target).name
-        same = sorted({a for a in known if _name_of(a) == name}, key=_order)
-        hint = did_you_mean(target, names)
-        if same:  # the right kernel, another replica or user: say which exist
-            shown = ", ".join(same[:5]) + (", …" if len(same) > 5 else "")
-            hint = f"; {name} has: {shown}"
-        elif not hint:
-            bases = sorted({n for n in names if "[" not in n and "~" not in n})
-            shown = ", ".join(bases[:10]) + (", …" if len(bases) > 10 else "")
-            hint = f"; the kernels are: {shown}" if bases else "; no kernel is declared"
+        hint = target_hint(target, known)
         problems.append(f"target {quoted(target)} matches no declared or recorded kernel{hint}")
     if problems:
         raise PlanError("\n".join(problems))
+
+
+def target_hint(target: str, known: Sequence[str]) -> str:
+    """What a *target* (or address) that names none of the *known* addresses may have
+    meant: ``"; etl has: etl[0], etl[1]"``, ``"; did you mean 'etl'?"``, or the kernels."""
+    name = parse_target(target).name
+    same = sorted({a for a in known if _name_of(a) == name}, key=_order)
+    if same:  # the right kernel, another replica or user: say which exist
+        shown = ", ".join(same[:5]) + (", …" if len(same) > 5 else "")
+        return f"; {name} has: {shown}"
+    names = _names(known)
+    hint = did_you_mean(target, names)
+    if not hint:
+        bases = sorted({n for n in names if "[" not in n and "~" not in n})
+        shown = ", ".join(bases[:10]) + (", …" if len(bases) > 10 else "")
+        hint = f"; the kernels are: {shown}" if bases else "; no kernel is declared"
+    return hint
+
+
+def declared_address(given: str, declared: Iterable[str]) -> str | None:
+    """The one declared address *given* names, as ``--target`` and the planner read it.
+
+    ``etl`` names the only replica of a kernel of ``count: 1`` (``etl[0]``), and
+    ``etl[0]`` a kernel declared without ``count`` (``etl``); ``tutor@ana`` the
+    only one of ana's ``tutor`` kernels. ``None`` when it names none, or several.
+    """
+    pool = list(declared)
+    if given in pool:
+        return given
+    named = {a for a in pool if matches_target(a, [given]) or given in same_kernel(a)}
+    return named.pop() if len(named) == 1 else None
+
+
+def same_kernel(address: str) -> tuple[str, ...]:
+    """The other spelling of *address* the planner takes for the same kernel:
+    ``etl`` and ``etl[0]`` (with the same user) are one."""
+    try:
+        parsed = parse_address(address)
+    except ValueError:
+        return ()
+    if parsed.deposed or parsed.index not in (None, 0):
+        return ()
+    return (str(parsed.with_index(0 if parsed.index is None else None)),)
 
 
 def recorded_addresses(given: Sequence[str], state: State) -> list[str]:

@@ -127,7 +127,8 @@ def test_a_target_that_matches_nothing_is_an_error(project: Path, jupyter: Jupyt
         "etl1": "target 'etl1' matches no declared or recorded kernel; did you mean 'etl'?",
         "etl[9]": "target 'etl[9]' matches no declared or recorded kernel; etl has: etl[0], etl[1]",
         "zzz": "target 'zzz' matches no declared or recorded kernel; the kernels are: etl, web",
-        "etl[x": "invalid kernel address 'etl[x': expected NAME, NAME[INDEX] or NAME[INDEX]@USER",
+        "etl[x": "invalid kernel address 'etl[x': expected NAME, NAME[INDEX], NAME@USER or"
+        " NAME[INDEX]@USER, e.g. etl[0] or tutor[1]@ana",
     }
     for target, message in cases.items():
         for command in (["plan"], ["apply", "--auto-approve"], ["destroy", "--auto-approve"]):

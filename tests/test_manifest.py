@@ -359,7 +359,8 @@ ERRORS: list[tuple[str, str, dict[str, str], list[str]]] = [
             "k.yaml:6:3: kernel 'a' is missing required key 'spec'",
             "k.yaml:7:12: count must not be negative, got -1",
             "k.yaml:10:13: kernel 'b' names unknown server 'lba'; did you mean 'lab'? servers: lab",
-            "k.yaml:11:14: invalid duration '5x': use a number followed by s, m, h or d, e.g. 30m",
+            "k.yaml:11:14: invalid duration '5x': use a whole number followed by s, m, h or d,"
+            " e.g. 30m",
         ],
     ),
     (
@@ -540,8 +541,8 @@ def test_parse_duration(text: str, seconds: int) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("5x", "invalid duration '5x': use a number followed by s, m, h or d, e.g. 30m"),
-        ("", "invalid duration '': use a number followed by s, m, h or d, e.g. 30m"),
+        ("5x", "invalid duration '5x': use a whole number followed by s, m, h or d, e.g. 30m"),
+        ("", "invalid duration '': use a whole number followed by s, m, h or d, e.g. 30m"),
         ("30", "invalid duration '30': use"),
         ("1.5h", "invalid duration '1.5h': use"),
         ("-5m", "invalid duration '-5m': use"),

@@ -70,7 +70,7 @@ def test_problems_are_sorted_and_all_reported() -> None:
         (7, 12, "count must not be negative, got -1"),
         (9, 11, "spec must not be empty"),
         (10, 3, "kernel 'c' is missing required key 'spec'"),
-        (11, 14, "invalid duration '5x': use a number followed by s, m, h or d, e.g. 30m"),
+        (11, 14, "invalid duration '5x': use a whole number followed by s, m, h or d, e.g. 30m"),
     ]
 
 

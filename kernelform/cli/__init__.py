@@ -12,7 +12,8 @@ in ``main`` alone:
 130   interrupted (Ctrl-C)
 ====  ==========================================================
 
-Usage errors exit 1 too, so that 2 can only ever mean "changes present".
+Usage errors exit 1 too, so that 2 can only ever mean "changes present", and are
+one line as well: click's message and the command whose ``--help`` to read.
 This package is the only place that imports click: ``app`` (the group and the
 entry point), ``options`` (what the commands share), and one module per family
 of commands: ``kernels`` (raw operations), ``plans`` (the manifest commands),

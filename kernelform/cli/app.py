@@ -145,6 +145,17 @@ def annotate(error: KernelformError, scrub: Callable[[str], str]) -> None:
         emit(scrub(command), err=True)
 
 
+def usage_error_line(error: click.UsageError) -> str:
+    """One line for a usage error: click's message and where the help is.
+
+    click itself prints three (``Usage:``, ``Try ... --help``, ``Error:``); the
+    usage line says nothing the message does not, and the help is one command away.
+    """
+    path = error.ctx.command_path if error.ctx is not None else "kernelform"
+    message = " ".join(error.format_message().split())
+    return f"Error: {message} (see '{path} --help')"
+
+
 def run() -> None:
     """The ``kernelform`` program: ``main``, then the process ends at once.
 
@@ -198,6 +209,9 @@ def main(argv: list[str] | None = None, *, hooks: Hooks | None = None) -> None:
         sys.exit(EXIT_ERROR)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.UsageError as e:
+        emit(scrub(usage_error_line(e)), err=True)
+        sys.exit(EXIT_ERROR)
     except click.ClickException as e:
         shown = io.StringIO()
         e.show(file=shown)

@@ -25,6 +25,20 @@ from kernelform.cli.options import (
 )
 
 
+def check_server_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Refuse a --server that is not an http(s) URL rather than guess one.
+
+    ``campus@ana`` (a hub user's address) would otherwise become ``http://ana/``.
+    The value is not echoed: a URL may carry a token.
+    """
+    if not value.strip().lower().startswith(("http://", "https://")):
+        raise click.BadParameter(
+            "it is not an http:// or https:// URL; give the server's URL, e.g. "
+            "http://127.0.0.1:8888/ (a hub user's: https://HUB/user/NAME/)"
+        )
+    return value
+
+
 def server_options(command: F) -> F:
     """--server/--token and the transport options shared by every raw command."""
     options = [
@@ -33,6 +47,7 @@ def server_options(command: F) -> F:
             envvar="JUPYTER_URL",
             default="http://localhost:8888",
             show_default=True,
+            callback=check_server_url,
             help="Jupyter server URL, with its path prefix if any [env: JUPYTER_URL].",
         ),
         click.option(

@@ -8,6 +8,7 @@ raw command would say ``--token``).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -132,6 +133,11 @@ def manifest_hint(error: KernelformError, workspace: Workspace) -> str:
         return "list the server's kernels with 'kernelform kernels list --server URL'"
     if remedy is Remedy.MAKE_NEW_PLAN:
         return "make a new one with 'kernelform plan --out FILE'"
+    if remedy is Remedy.FORCE_PUSH:
+        return (
+            "see what it holds with 'kernelform state pull'; push again with --force only if"
+            " the pushed state is the right one (the stored one is lost)"
+        )
     if remedy is Remedy.RAISE_TIMEOUT:
         return "or wait longer for each answer with KERNELFORM_TIMEOUT=SECONDS (default 30)"
     if isinstance(error, StateWriteError) and error.recovery is not None:
@@ -156,19 +162,36 @@ def manifest_hint(error: KernelformError, workspace: Workspace) -> str:
     return ""
 
 
-def parse_lock_timeout(ctx: click.Context, param: click.Parameter, value: str) -> float:
+SECONDS_RULE = (
+    "use a number of seconds (e.g. 1.5) or whole numbers followed by s, m, h or d "
+    "(e.g. 90s, 5m, 1h30m)"
+)
+
+
+def seconds_of(value: str, *, rule: str = SECONDS_RULE) -> float:
+    """A duration option's seconds: plain seconds (``90``, ``1.5``) or ``90s``, ``5m``,
+    ``1h30m``; the message of a bad one says both forms (``0.5s`` is neither)."""
     from kernelform.duration import parse_duration
 
-    if value in ("0", "0s"):
-        return 0.0
     try:
-        return (
-            float(value)
-            if value.replace(".", "", 1).isdigit()
-            else (parse_duration(value).total_seconds())
-        )
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if math.isfinite(seconds):
+        return seconds  # the caller says how small it may be
+    try:
+        return parse_duration(value, rule=rule).total_seconds()
     except ValueError as e:
         raise click.BadParameter(str(e)) from e
+
+
+def parse_lock_timeout(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    if value.strip() in ("0", "0s"):
+        return 0.0
+    seconds = seconds_of(value)
+    if seconds < 0:
+        raise click.BadParameter(f"it must not be negative, e.g. 60s, not {value!r}")
+    return seconds
 
 
 class Shared(Flag):
@@ -318,7 +341,7 @@ def parse_wait_timeout(
 ) -> float | None:
     if value is None:
         return None
-    seconds = parse_lock_timeout(ctx, param, value)
+    seconds = 0.0 if value.strip() == "0s" else seconds_of(value)
     if seconds <= 0:
         raise click.BadParameter("it must be more than zero, e.g. 30s")
     return seconds

@@ -164,6 +164,7 @@ def state_push(workspace: Workspace, printer: Printer, file: Path, overwrite: bo
     lineage) or newer (a higher serial) than FILE. FILE '-' reads stdin.
     """
     from kernelform.errors import StateError
+    from kernelform.plan import is_saved_plan
     from kernelform.state import State
 
     source = "stdin" if str(file) == "-" else str(file)
@@ -174,6 +175,12 @@ def state_push(workspace: Workspace, printer: Printer, file: Path, overwrite: bo
         raise StateError(f"cannot read {source}: {e.strerror or e}") from e
     except ValueError as e:
         raise StateError(f"{source} is not a kernelform state (not JSON: {e})") from e
+    if is_saved_plan(data):
+        shown = "FILE" if source == "stdin" else source
+        raise StateError(
+            f"{source} is a saved plan, not a state: apply it with 'kernelform apply {shown}';"
+            " state push takes a state file from 'kernelform state pull' or a recovery file"
+        )
     pushed = State.from_dict(data, source=source)
     with workspace.locked("state push"):
         written = workspace.store.push(pushed, force=overwrite)

@@ -15,10 +15,12 @@ from kernelform.cli.app import (
     cli,
 )
 from kernelform.cli.options import (
+    SECONDS_RULE,
     Printer,
     current_runtime,
     manifest_hint,
     open_workspace,
+    seconds_of,
     workspace_command,
 )
 
@@ -31,19 +33,10 @@ class LogFormat(str, Enum):
 
 
 def parse_interval(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    import math
-
     from kernelform.controller import MIN_INTERVAL
-    from kernelform.duration import parse_duration
 
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parse_duration(value).total_seconds()
-        except ValueError as e:
-            raise click.BadParameter(str(e)) from e
-    if not math.isfinite(seconds) or seconds < MIN_INTERVAL:
+    seconds = seconds_of(value, rule=f"{SECONDS_RULE}, at least {MIN_INTERVAL:g}s")
+    if seconds < MIN_INTERVAL:
         raise click.BadParameter(
             f"it must be at least {MIN_INTERVAL:g}s (e.g. 60s or 5m), not {value!r}"
         )

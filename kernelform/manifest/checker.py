@@ -443,7 +443,8 @@ class Checker:
         else:
             kind, named, declared = ("hub", hub, hubs) if hub else ("server", server, servers)
             assert named is not None
-            if not self.known(name, kind, named, declared, checked.nodes):
+            other = ("server", servers) if hub else ("hub", hubs)
+            if not self.known(name, kind, named, declared, checked.nodes, other=other):
                 return None
         model = checked.model
         if model is None:
@@ -505,12 +506,21 @@ class Checker:
         name: str,
         declared: list[str],
         nodes: dict[str, tuple[Node, Node]],
+        *,
+        other: tuple[str, list[str]],
     ) -> bool:
-        """Whether the server or hub a kernel names is declared; if not, a problem."""
+        """Whether the server or hub a kernel names is declared; if not, a problem.
+
+        *other* is the other kind and its names: ``server: campus`` for the hub
+        ``campus`` says to write ``hub: campus``.
+        """
         if name in declared:
             return True
+        other_kind, others = other
         close = closest(name, declared)
         hint = f"did you mean '{close}'? " if close else ""
+        if name in others:
+            hint = f"{name} is a {other_kind}: write {other_kind}: {name}; "
         listing = f"{kind}s: {', '.join(declared)}" if declared else f"no {kind} is declared"
         self.add(
             nodes[kind][1],

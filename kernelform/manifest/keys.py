@@ -86,6 +86,9 @@ def _empty_is_none(value: Any) -> Any:
 def _duration(value: Any, info: ValidationInfo) -> Any:
     if isinstance(value, str):
         return parse_duration(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+        # not "add a unit, e.g. 0s": 0s is refused too
+        raise ValueError(f"{info.field_name} must be more than zero, e.g. 30s, got {value}")
     if isinstance(value, int) and not isinstance(value, bool):
         raise ValueError(
             f"{info.field_name} must be a duration like 30m, got {value}; add a unit, e.g. {value}s"

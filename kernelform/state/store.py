@@ -33,7 +33,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kernelform.errors import StaleState, StateCorrupt, StateError, StateLocked, StateWriteError
+from kernelform.errors import (
+    Remedy,
+    StaleState,
+    StateCorrupt,
+    StateError,
+    StateLocked,
+    StateWriteError,
+    with_remedy,
+)
 from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.state.model import LockInfo, Resource, State, new_state
 
@@ -162,16 +170,21 @@ class StateStore(abc.ABC):
         previous = self._load()
         if previous is not None and not force:
             if previous.lineage != state.lineage:
-                raise StateCorrupt(
-                    f"the state at {self.location} has lineage {previous.lineage}, the pushed"
-                    f" one {state.lineage}: they are different states; nothing was changed"
-                    " (force it only if the pushed state is the right one)"
+                raise with_remedy(
+                    StateCorrupt(
+                        f"the state at {self.location} has lineage {previous.lineage}, the"
+                        f" pushed one {state.lineage}: they are different states; nothing was"
+                        " changed"
+                    ),
+                    Remedy.FORCE_PUSH,
                 )
             if previous.serial > state.serial:
-                raise StaleState(
-                    f"the state at {self.location} is at serial {previous.serial}, newer than"
-                    f" the pushed one ({state.serial}); nothing was changed (pull it first, or"
-                    " force it only if the pushed state is the right one)"
+                raise with_remedy(
+                    StaleState(
+                        f"the state at {self.location} is at serial {previous.serial}, newer"
+                        f" than the pushed one ({state.serial}); nothing was changed"
+                    ),
+                    Remedy.FORCE_PUSH,
                 )
         serial = max(state.serial, previous.serial if previous is not None else 0)
         written = state.at_serial(serial + 1)
