@@ -70,7 +70,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
-from kernelform.address import matches_target, parse_address
+from kernelform.address import Address, matches_target, parse_address
 from kernelform.duration import format_duration
 from kernelform.errors import PlanError
 from kernelform.facts import LiveServer
@@ -421,11 +421,11 @@ def _claim_resources(declared: Sequence[Desired], state: State) -> dict[str, Res
 
 
 def _alias(item: Desired) -> str | None:
-    if item.index is None:
-        return f"{item.kernel}[0]"
-    if item.index == 0:
-        return item.kernel
-    return None
+    """The other spelling of a single kernel's address: ``etl`` ↔ ``etl[0]``, and on a
+    hub ``tutor@ana`` ↔ ``tutor[0]@ana`` (the user kept)."""
+    if item.index not in (None, 0):
+        return None
+    return str(Address(item.kernel, 0 if item.index is None else None, item.user))
 
 
 def _reconcile(
