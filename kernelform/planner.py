@@ -480,9 +480,9 @@ def _drift(
     differences = moved + resource.recipe.differences(item.recipe, Effect.REPLACE)
     if differences:
         return Action.REPLACE, ", ".join(differences)
-    if resource.tainted is not None:
-        return Action.RESTART, f"tainted: {resource.tainted}"
     differences = resource.recipe.differences(item.recipe, Effect.RESTART)
+    if resource.tainted is not None:  # with what else the restart brings (revision 4 → 5)
+        return Action.RESTART, ", ".join([f"tainted: {resource.tainted}", *differences])
     if differences:
         return Action.RESTART, ", ".join(differences)
     if kernel.execution_state == "dead":
