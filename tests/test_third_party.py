@@ -44,7 +44,7 @@ def one_error(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str
     [
         ("http://127.0.0.1:99999", "the server URL is not valid (Port out of range"),
         ("http://[::1", "the server URL is not valid (Invalid IPv6 URL)"),
-        ("ftp://files.example", "the server URL is not http(s)"),
+        ("ftp://files.example", "it is not an http:// or https:// URL; give the server's URL"),
         ("http://:8888/", "the server URL has no host"),
         ("http://ex..ample/", "cannot be sent: the URL is not valid"),
     ],

@@ -152,8 +152,8 @@ def test_manifest_problems_become_annotations(tmp_path: Path, command: str) -> N
     annotations = [line for line in result.err.splitlines() if line.startswith("::")]
     assert annotations == [
         "::error file=infra/kernelform.yaml,line=7,col=12::count must be an integer, got 'two'",
-        "::error file=infra/kernelform.yaml,line=8,col=14::invalid duration '5x': use a number "
-        "followed by s, m, h or d, e.g. 30m",
+        "::error file=infra/kernelform.yaml,line=8,col=14::invalid duration '5x': use a whole "
+        "number followed by s, m, h or d, e.g. 30m",
     ]
     plain = run(command, cwd=infra)
     assert "::error" not in plain.err and plain.code == 1
