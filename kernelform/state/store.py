@@ -400,18 +400,24 @@ def write_new(stem: Path, data: bytes) -> Path:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except FileExistsError:
             continue
-        try:
-            try:
-                write_all(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except BaseException:
-            with suppress(OSError):
-                os.unlink(path)
-            raise
+        _fill(fd, path, data)
         return path
     raise FileExistsError(errno.EEXIST, "too many recovery files", str(stem))
+
+
+def _fill(fd: int, path: Path, data: bytes) -> None:
+    """Write *data* to the new file *fd* (at *path*), fsync and close it; on any failure
+    the file is removed, so that no half-written file is ever left."""
+    try:
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(path)
+        raise
 
 
 def iter_json_lines(data: bytes) -> Iterator[tuple[int, Any]]:
@@ -437,12 +443,8 @@ def iter_json_lines(data: bytes) -> Iterator[tuple[int, Any]]:
 def replace_file(path: Path, data: bytes) -> None:
     """Replace *path* with *data* so that a crash leaves the old or the new file."""
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _fill(fd, Path(temp), data)
     try:
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         os.replace(temp, path)
     except BaseException:
         with suppress(OSError):
