@@ -185,23 +185,25 @@ def test_a_runner_killed_holding_the_lock_frees_it_and_the_next_converges(env: E
     assert env.kf("plan", "--detailed-exitcode", cwd=first).code == 0
 
 
-def test_the_database_stopped_mid_apply_loses_no_kernel(env: Env) -> None:
-    directory = env.runner("runner", "  pool: {spec: light, count: 4}\n")
-    signals = env.tmp / "signals"
+def apply_with_the_database_stopped(
+    env: Env, directory: Path, *, pause_at: str, args: tuple[str, ...] = ()
+) -> Result:
+    """``apply --no-wait --auto-approve ARGS`` paused at *pause_at* (see
+    tests/state/pausing.py) while the database is stopped, then let go; the cluster is
+    started again afterwards."""
+    signals = directory / "signals"
     signals.mkdir()
     child = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "tests.state.pausing",
-            *("apply", "--no-wait", "--auto-approve", "--parallelism", "1"),
+            *("-m", "tests.state.pausing", "apply", "--no-wait", "--auto-approve", *args),
         ],
         cwd=directory,
         env={
             **os.environ,
             **server_env(env.jupyter),
             "KERNELFORM_STATE": env.url,
-            "KF_PAUSE_AT": "after-start:2",
+            "KF_PAUSE_AT": pause_at,
             "KF_PAUSE_DIR": str(signals),
             "PYTHONPATH": str(ROOT),
             "NO_COLOR": "1",
@@ -212,7 +214,7 @@ def test_the_database_stopped_mid_apply_loses_no_kernel(env: Env) -> None:
     )
     try:
         wait_for(lambda: (signals / "paused").exists(), timeout=60, what="the apply to pause")
-        env.cluster.stop(mode="immediate")  # the second kernel runs, not yet recorded
+        env.cluster.stop(mode="immediate")
         (signals / "resume").touch()
         out, err = child.communicate(timeout=60)
     finally:
@@ -222,7 +224,16 @@ def test_the_database_stopped_mid_apply_loses_no_kernel(env: Env) -> None:
     result = Result(child.returncode, out, err)
     env.secrets.seen.append(result)
     assert result.code == 1 and TRACEBACK not in err, result
-    (line,) = err.splitlines()
+    return result
+
+
+def test_the_database_stopped_mid_apply_loses_no_kernel(env: Env) -> None:
+    directory = env.runner("runner", "  pool: {spec: light, count: 4}\n")
+    # Paused when the second kernel runs, not yet recorded.
+    result = apply_with_the_database_stopped(
+        env, directory, pause_at="after-start:2", args=("--parallelism", "1")
+    )
+    (line,) = result.err.splitlines()
     assert line.startswith("Error: the state could not be written to postgresql://"), line
     assert "lost the connection to the PostgreSQL state at 127.0.0.1:" in line
     match = re.search(
@@ -245,38 +256,10 @@ def test_the_lock_lost_after_the_last_write_is_reported(env: Env) -> None:
     """Nothing left to write, so no write fails: the run must still not say "complete"
     as if it had held the lock throughout (another run could have taken it)."""
     directory = env.runner("late", "  solo: {spec: light}\n")
-    signals = env.tmp / "late-signals"
-    signals.mkdir()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tests.state.pausing", "apply", "--no-wait", "--auto-approve"],
-        cwd=directory,
-        env={
-            **os.environ,
-            **server_env(env.jupyter),
-            "KERNELFORM_STATE": env.url,
-            "KF_PAUSE_AT": "after-state-write:2",  # the start is recorded: nothing more to write
-            "KF_PAUSE_DIR": str(signals),
-            "PYTHONPATH": str(ROOT),
-            "NO_COLOR": "1",
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for(lambda: (signals / "paused").exists(), timeout=60, what="the apply to pause")
-        env.cluster.stop(mode="immediate")
-        (signals / "resume").touch()
-        out, err = child.communicate(timeout=60)
-    finally:
-        child.kill()
-        if not env.cluster.running:
-            env.cluster.start()
-    result = Result(child.returncode, out, err)
-    env.secrets.seen.append(result)
-    assert result.code == 1 and TRACEBACK not in err, result
-    assert "+ solo: started kernel" in out
-    (line,) = err.splitlines()
+    # Paused once the start is recorded: nothing more to write.
+    result = apply_with_the_database_stopped(env, directory, pause_at="after-state-write:2")
+    assert "+ solo: started kernel" in result.out
+    (line,) = result.err.splitlines()
     assert line.startswith(
         f"Error: lost the connection to the PostgreSQL state at 127.0.0.1:{env.cluster.port}"
     ), line
