@@ -192,37 +192,14 @@ class HubClient(HttpClient):
 
     def user(self, name: str) -> HubUser:
         """One user's model; ``UnknownOnHub`` if the hub has no such user."""
-        try:
-            body = self._hub_json(
-                "GET",
-                "users/" + quote(name, safe=""),
-                scope="read:users",
-                purpose=f"read user {name!r}",
-            )
-        except ServerError as e:
-            if e.status == 404:
-                raise UnknownOnHub(
-                    f"the hub has no user {name!r} (hubs.{self.name}.users)", server=self.server
-                ) from e
-            raise
+        body = self._named("user", name, scope="read:users", purpose=f"read user {name!r}")
         return self._users([body])[0]
 
     def group_members(self, group: str) -> list[str]:
         """The names of *group*'s members (``read:groups``)."""
-        try:
-            body = self._hub_json(
-                "GET",
-                "groups/" + quote(group, safe=""),
-                scope="read:groups",
-                purpose=f"read the members of group {group!r}",
-            )
-        except ServerError as e:
-            if e.status == 404:
-                raise UnknownOnHub(
-                    f"the hub has no group {group!r} (hubs.{self.name}.groups)",
-                    server=self.server,
-                ) from e
-            raise
+        body = self._named(
+            "group", group, scope="read:groups", purpose=f"read the members of group {group!r}"
+        )
         members = body.get("users") if isinstance(body, dict) else None
         if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
             raise BadResponse(f"group {group!r} came without a list of users", server=self.server)
@@ -281,6 +258,21 @@ class HubClient(HttpClient):
                 f"unexpected user model: {self._clean(str(e.errors()[0]['msg']))}",
                 server=self.server,
             ) from e
+
+    def _named(self, kind: str, name: str, *, scope: str, purpose: str) -> Any:
+        """``GET users/NAME`` or ``groups/NAME``; a 404 is ``UnknownOnHub`` naming the
+        manifest key that selected *name*."""
+        try:
+            return self._hub_json(
+                "GET", f"{kind}s/" + quote(name, safe=""), scope=scope, purpose=purpose
+            )
+        except ServerError as e:
+            if e.status == 404:
+                raise UnknownOnHub(
+                    f"the hub has no {kind} {name!r} (hubs.{self.name}.{kind}s)",
+                    server=self.server,
+                ) from e
+            raise
 
     def _hub_json(
         self,
