@@ -61,6 +61,7 @@ from websockets.sync.client import connect as ws_connect
 
 from tests.live_jupyter import (
     BROKEN_SPEC,
+    LIGHT_SPEC,
     PYTHON3_SPEC,
     REQUEST_TIMEOUT,
     clean_env,
@@ -77,7 +78,6 @@ HUB_START_TIMEOUT = 60.0
 SPAWN_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 
-LIGHT_SPEC = {"argv": ["sleep", "infinity"], "display_name": "Light", "language": "none"}
 KERNELSPECS: Mapping[str, Mapping[str, Any]] = {
     "python3": PYTHON3_SPEC,
     "broken": BROKEN_SPEC,

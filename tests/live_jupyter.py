@@ -427,6 +427,20 @@ PYTHON3_SPEC = {
 # like any kernel, for a fraction of an ipykernel's cost (it never answers on ZMQ).
 LIGHT_SPEC = {"argv": ["sleep", "infinity"], "display_name": "Light", "language": "none"}
 
+# ipykernel after a 4 s sleep: a wait for it to answer is in flight for seconds.
+SLOW_SPEC = {
+    "argv": [
+        sys.executable,
+        "-c",
+        "import runpy, sys, time; time.sleep(4); "
+        "sys.argv = ['ipykernel_launcher', '-f', sys.argv[1]]; "
+        "runpy.run_module('ipykernel_launcher', run_name='__main__')",
+        "{connection_file}",
+    ],
+    "display_name": "Slow",
+    "language": "python",
+}
+
 BROKEN_SPEC = {
     "argv": [sys.executable, "-c", "import sys; sys.exit(1)", "-f", "{connection_file}"],
     "display_name": "Broken",

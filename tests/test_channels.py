@@ -37,24 +37,10 @@ from kernelform.channels import (
 )
 from kernelform.client import JupyterClient
 from kernelform.errors import AuthError, ConnectError, KernelNotReady, SetupFailed
-from tests.live_jupyter import JupyterServer, launch, wait_for, write_kernelspec
+from tests.live_jupyter import SLOW_SPEC, JupyterServer, launch, wait_for, write_kernelspec
 from tests.test_tls import TlsJupyterServer, launch_tls, make_certificate
 
 UNKNOWN_ID = "3f1e7a52-9d0c-4b6e-8a41-2c5d7e9f0b13"
-
-# A kernel that takes a few seconds to come up: sleeps, then becomes ipykernel.
-SLOW_SPEC = {
-    "argv": [
-        sys.executable,
-        "-c",
-        "import runpy, sys, time; time.sleep(4); "
-        "sys.argv = ['ipykernel_launcher', '-f', sys.argv[1]]; "
-        "runpy.run_module('ipykernel_launcher', run_name='__main__')",
-        "{connection_file}",
-    ],
-    "display_name": "Slow",
-    "language": "python",
-}
 
 
 # -- fixtures -------------------------------------------------------------------------

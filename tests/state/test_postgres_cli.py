@@ -39,7 +39,6 @@ from tests.live_jupyter import JupyterServer, wait_for
 from tests.state.helpers import resource
 from tests.state.pgcluster import Cluster, free_port, unique_name
 
-LIGHT_SPEC = {"argv": ["sleep", "infinity"], "display_name": "Light", "language": "none"}
 DATABASE = "kf_cli"
 ROLE = "kf_runner"
 KILLED = -9

@@ -33,8 +33,14 @@ from typing import Any
 import pytest
 
 from tests.kf import TRACEBACK, server_env
-from tests.live_jupyter import JupyterServer, free_port, launch, write_kernelspec
-from tests.watch.helpers import LIGHT_SPEC, SLOW_SPEC
+from tests.live_jupyter import (
+    LIGHT_SPEC,
+    SLOW_SPEC,
+    JupyterServer,
+    free_port,
+    launch,
+    write_kernelspec,
+)
 
 SERVER_ARGS = ["--KernelManager.shutdown_wait_time=0.5"]
 

@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import requests
-
-# A process that only sleeps: the server starts, lists and stops it cheaply; it
-# never answers, so a watch applies it with --no-wait.
-LIGHT_SPEC = {"argv": ["sleep", "infinity"], "display_name": "Light", "language": "none"}
-
-# ipykernel after a 4 s sleep: a wait for it to answer is in flight for seconds.
-SLOW_SPEC = {
-    "argv": [
-        sys.executable,
-        "-c",
-        "import runpy, sys, time; time.sleep(4); "
-        "sys.argv = ['ipykernel_launcher', '-f', sys.argv[1]]; "
-        "runpy.run_module('ipykernel_launcher', run_name='__main__')",
-        "{connection_file}",
-    ],
-    "display_name": "Slow",
-    "language": "python",
-}
 
 
 def manifest(directory: Path, kernels: str) -> Path:
