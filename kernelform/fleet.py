@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -80,18 +80,8 @@ class Fleet:
     start_servers: bool = False
     prune: bool = False
 
-    _by_server: Mapping[str, Member] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_by_server", {m.server: m for m in self.members})
-
     def selected_users(self) -> list[str]:
         return [m.user for m in self.members if m.selected]
-
-    def member(self, server: str) -> Member | None:
-        return self._by_server.get(server)
 
     @classmethod
     def build(

@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -50,9 +50,6 @@ from kernelform.errors import (
 )
 from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.runtime import KernelIds, Timeouts
-
-if TYPE_CHECKING:
-    pass
 
 PAGINATION = "application/jupyterhub-pagination+json"
 PAGE_SIZE = 200  # the most a hub gives in one page

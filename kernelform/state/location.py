@@ -109,11 +109,6 @@ class Backend(abc.ABC):
     def _tidy(self, workspace: str) -> None:  # noqa: B027  (a default, not abstract)
         """Called after a removal, once the lock is released."""
 
-    @property
-    def secrets(self) -> list[str]:
-        """Secrets the location holds (a password), for the run's redaction."""
-        return []
-
     def workspaces(self, *, current: str = DEFAULT_WORKSPACE) -> list[str]:
         """Every workspace to show: the stored ones, ``default`` and *current*."""
         return sorted({*self.stored_workspaces(), DEFAULT_WORKSPACE, current})
@@ -208,10 +203,6 @@ class PostgresBackend(Backend):
         self.recovery_dir = recovery_dir
         self.hooks = hooks
         self.description = parse_url(url, schema=schema).display
-
-    @property
-    def secrets(self) -> list[str]:
-        return url_secrets(self.url)
 
     def store(self, workspace: str) -> StateStore:
         from kernelform.state.postgres import PostgresStateStore

@@ -69,14 +69,13 @@ from psycopg.types.json import Jsonb
 from kernelform.errors import StaleState, StateCorrupt, StateError, StateUnavailable
 from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.masking import Redactor, Secret
-from kernelform.state.location import SECRET_PARAMS, mask_url, url_secrets
+from kernelform.state.location import POSTGRES_SCHEMES, SECRET_PARAMS, mask_url, url_secrets
 from kernelform.state.model import LockInfo, Resource, State
 from kernelform.state.store import StateStore, new_lock_info
 
 SCHEMA_VERSION = 1
 DEFAULT_SCHEMA = "kernelform"
 SCHEMA_PARAM = "schema"
-SCHEMES = ("postgresql", "postgres")
 POLL_INTERVAL = 0.25
 HOLDER_WAIT = 0.5
 TERMINATE_WAIT_MS = 5000
@@ -152,7 +151,7 @@ def parse_url(url: str, *, schema: str | None = None) -> PostgresURL:
         split = urlsplit(url)
     except ValueError as e:
         raise StateError(f"{mask_url(url)} is not a valid PostgreSQL URL: {e}") from None
-    if split.scheme not in SCHEMES:
+    if split.scheme not in POSTGRES_SCHEMES:
         raise StateError(
             f"{mask_url(url)} is not a PostgreSQL URL (it must start with postgresql://)"
         )
