@@ -295,12 +295,7 @@ class FileStateStore(StateStore):
     def lock(self, *, operation: str, timeout: float = 0.0) -> Iterator[LockInfo]:
         """Hold the lock; a state directory made only for it is removed again when it is
         left empty (a plan, or a failed run, on a new project leaves nothing behind)."""
-        try:
-            made = self._ensure_dir()
-        except OSError as e:
-            raise StateError(
-                f"cannot lock the state: cannot create {self.path.parent}: {e.strerror or e}"
-            ) from e
+        made = self._ensure_lock_dir()
         try:
             fd = self._acquire(timeout)
         except BaseException:
@@ -352,6 +347,15 @@ class FileStateStore(StateStore):
             raise StateError(f"cannot remove lock file {self.lock_path}: {e.strerror}") from e
         return f"removed the lock file {self.lock_path} ({holder.describe()})"
 
+    def _ensure_lock_dir(self) -> bool:
+        """``_ensure_dir``, its failure said as one that stops the lock."""
+        try:
+            return self._ensure_dir()
+        except OSError as e:
+            raise StateError(
+                f"cannot lock the state: cannot create {self.path.parent}: {e.strerror or e}"
+            ) from e
+
     def _acquire(self, timeout: float) -> int:
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
@@ -359,13 +363,7 @@ class FileStateStore(StateStore):
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except FileNotFoundError:
                 # Another run removed the directory it had made, empty, as it let go.
-                try:
-                    self._ensure_dir()
-                except OSError as e:
-                    raise StateError(
-                        f"cannot lock the state: cannot create {self.path.parent}:"
-                        f" {e.strerror or e}"
-                    ) from e
+                self._ensure_lock_dir()
                 continue
             except OSError as e:
                 raise StateError(

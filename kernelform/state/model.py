@@ -241,6 +241,11 @@ class Resources(Mapping[str, Resource]):
         return f"{{{', '.join(f'{k!r}: {self._items[k]!r}' for k in self)}}}"
 
 
+def _check_serial(serial: object) -> None:
+    if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
+        raise ValueError(f"serial must be a whole number >= 0, not {serial!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class State:
     """Every kernel kernelform owns, with the bookkeeping that guards writes.
@@ -257,8 +262,7 @@ class State:
     def __post_init__(self) -> None:
         if self.version != FORMAT_VERSION:
             raise ValueError(f"version must be {FORMAT_VERSION}, not {self.version!r}")
-        if not isinstance(self.serial, int) or isinstance(self.serial, bool) or self.serial < 0:
-            raise ValueError(f"serial must be a whole number >= 0, not {self.serial!r}")
+        _check_serial(self.serial)
         if not isinstance(self.lineage, str):
             raise ValueError(f"lineage must be a UUID string, not {self.lineage!r}")
         try:
@@ -274,8 +278,7 @@ class State:
 
     def at_serial(self, serial: int) -> State:
         """A copy at *serial* (what a store wrote it as)."""
-        if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
-            raise ValueError(f"serial must be a whole number >= 0, not {serial!r}")
+        _check_serial(serial)
         return self._derived(serial, self.resources)
 
     def _derived(self, serial: int, resources: Resources) -> State:
