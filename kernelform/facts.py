@@ -14,15 +14,18 @@ and marks the silent ones. The planner never does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from kernelform.models import Kernel, Session
 from kernelform.server import KernelServer
 
-MAX_READERS = 16  # servers read at once
+MAX_READERS = 16  # servers (or hub users, groups) read at once
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -158,21 +161,14 @@ def gather_facts(
     *dirs* names, per server, the paths to check as working directories.
     *detailed* names the servers to read in full (``read_details``); None: all.
     """
-    if not clients:
-        return {}
     wanted = dirs or {}
-    with ThreadPoolExecutor(max_workers=min(len(clients), MAX_READERS)) as pool:
-        futures = {
-            name: pool.submit(
-                read_server,
-                name,
-                client,
-                wanted.get(name, ()),
-                detailed=detailed is None or name in detailed,
-            )
-            for name, client in clients.items()
-        }
-        return {name: futures[name].result() for name in sorted(futures)}
+
+    def read(name: str) -> LiveServer:
+        full = detailed is None or name in detailed
+        return read_server(name, clients[name], wanted.get(name, ()), detailed=full)
+
+    names = sorted(clients)
+    return dict(zip(names, in_parallel(read, names), strict=True))
 
 
 def add_details(
@@ -185,15 +181,22 @@ def add_details(
     wanted = dirs or {}
     todo = sorted(s for s in servers if s in live and not live[s].detailed)
     out = dict(live)
-    if not todo:
-        return out
-    with ThreadPoolExecutor(max_workers=min(len(todo), MAX_READERS)) as pool:
-        futures = {
-            name: pool.submit(read_details, live[name], clients[name], wanted.get(name, ()))
-            for name in todo
-        }
-        out.update({name: futures[name].result() for name in todo})
+
+    def read(name: str) -> LiveServer:
+        return read_details(live[name], clients[name], wanted.get(name, ()))
+
+    out.update(zip(todo, in_parallel(read, todo), strict=True))
     return out
+
+
+def in_parallel(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """*function* over *items*, ``MAX_READERS`` at a time; results in order, and the
+    first item's error (in that order) raised."""
+    if len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(len(items), MAX_READERS)) as pool:
+        futures = [pool.submit(function, item) for item in items]
+        return [future.result() for future in futures]
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,13 @@ small hub makes that cheaper and the token may list users.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from kernelform.errors import MissingScope, UnknownOnHub
+from kernelform.facts import in_parallel
 from kernelform.hub import HubClient, HubUser, ServerStatus, UserServerClient
 from kernelform.manifest import HubConfig, Manifest, split_user_server, user_server
 from kernelform.state import State
@@ -42,11 +42,8 @@ __all__ = [
     "resolve_fleets",
 ]
 
-MAX_WORKERS = 16
 FEW_USERS = 8
 """Up to this many selected users are read one by one; more, from the user list."""
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -134,7 +131,7 @@ def _resolve(config: HubConfig, client: HubClient, state: State) -> Fleet:
             models.setdefault(model.name, model)
         selected = list(models)
     else:
-        groups = _each(client.group_members, config.groups)
+        groups = in_parallel(client.group_members, config.groups)
         selected = list(dict.fromkeys([*(u for g in groups for u in g), *config.users]))
         models.update(_user_models(client, selected))
     recorded = list(
@@ -144,7 +141,7 @@ def _resolve(config: HubConfig, client: HubClient, state: State) -> Fleet:
             if parts is not None and parts[0] == config.name and parts[1] not in models
         )
     )
-    departed = dict(zip(recorded, _each(_lookup(client), recorded), strict=True))
+    departed = dict(zip(recorded, in_parallel(_lookup(client), recorded), strict=True))
     statuses = {user: _status(client, models[user]) for user in selected}
     gone = {
         user: ServerStatus.NO_USER if model is None else _status(client, model)
@@ -174,7 +171,7 @@ def _user_models(client: HubClient, names: list[str]) -> dict[str, HubUser]:
         except MissingScope:
             found.clear()
     rest = [name for name in names if name not in found]
-    found.update(zip(rest, _each(client.user, rest), strict=True))
+    found.update(zip(rest, in_parallel(client.user, rest), strict=True))
     return found
 
 
@@ -200,15 +197,6 @@ def _lookup(client: HubClient) -> Callable[[str], HubUser | None]:
             return None
 
     return lookup
-
-
-def _each(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """*function* over *items*, concurrently; results in order, the first error raised."""
-    if len(items) <= 1:
-        return [function(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(len(items), MAX_WORKERS)) as pool:
-        futures = [pool.submit(function, item) for item in items]
-        return [future.result() for future in futures]
 
 
 @dataclass(frozen=True)
