@@ -17,12 +17,11 @@ from collections.abc import Iterable
 from kernelform.executor import Outcome, Report
 from kernelform.plan import Action, Change, Plan, StateUpdate, UpdateKind
 from kernelform.render import (
-    SUMMARY_WORDS,
     SYMBOLS,
     VERBS,
     report_counts,
     skip_lines,
-    summary_actions,
+    summary_words,
 )
 
 # Characters with a meaning in Markdown text (CommonMark lets any ASCII
@@ -60,10 +59,6 @@ def _table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines.extend("| " + " | ".join(row) + " |" for row in rows)
     return lines
-
-
-def _counts(counts: dict[str, int], words: dict[Action, str], plan: Plan) -> str:
-    return ", ".join(f"{counts[a.value]} {words[a]}" for a in summary_actions(plan))
 
 
 def _users(change: Change) -> str:
@@ -119,7 +114,7 @@ def render_plan_markdown(plan: Plan, *, where: str | None = None) -> str:
         lines.append("**No changes.** The kernels match the manifest.")
     else:
         counts = plan.summary()
-        summary = f"**Plan:** {_counts(counts, SUMMARY_WORDS, plan)}."
+        summary = f"**Plan:** {summary_words(plan, counts)}."
         if counts["blocked"]:
             summary += f" **{counts['blocked']} blocked.**"
         lines += [summary, ""]
@@ -189,6 +184,6 @@ def summary_text(plan: Plan) -> str:
     if not plan.has_changes:
         return "No changes."
     counts = plan.summary()
-    words = ", ".join(f"{counts[a.value]} {SUMMARY_WORDS[a]}" for a in summary_actions(plan))
+    words = summary_words(plan, counts)
     blocked = f" {counts['blocked']} blocked." if counts["blocked"] else ""
     return f"Plan: {words}.{blocked}"

@@ -9,7 +9,7 @@ The Kernel Gateway's sessions keep the old shape (``notebook: {path}`` and no
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -103,3 +103,8 @@ def _iso(moment: datetime | None) -> str | None:
         return None
     text = moment.isoformat()
     return text.replace("+00:00", "Z")
+
+
+def aware(moment: datetime) -> datetime:
+    """A server's time as an aware one: a naive time (old servers send them) is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)

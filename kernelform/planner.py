@@ -68,7 +68,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from kernelform.address import Address, matches_target, parse_address
 from kernelform.duration import format_duration
@@ -76,7 +76,7 @@ from kernelform.errors import PlanError
 from kernelform.facts import LiveServer
 from kernelform.fleet import Fleet, Member, ServerStatus, fleet_servers, members_of
 from kernelform.manifest import Desired, Manifest, split_user_server
-from kernelform.models import Kernel
+from kernelform.models import Kernel, aware
 from kernelform.plan import (
     Action,
     Change,
@@ -620,9 +620,9 @@ def _search_lost_starts(state: State, live: Mapping[str, LiveServer]) -> dict[st
                 if (name, k.id) not in owned
                 and k.name == spec
                 and not server.in_use(k.id)
-                and (k.last_activity is None or _aware(k.last_activity) >= since)
+                and (k.last_activity is None or aware(k.last_activity) >= since)
             ),
-            key=lambda k: (_aware(k.last_activity) if k.last_activity else since, k.id),
+            key=lambda k: (aware(k.last_activity) if k.last_activity else since, k.id),
         )
         if not candidates:
             continue
@@ -636,10 +636,6 @@ def _search_lost_starts(state: State, live: Mapping[str, LiveServer]) -> dict[st
         for resource in resources:
             searches[resource.address] = _Search(server=name, candidates=ids)
     return searches
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 def _adoption(address: str, kernel: Kernel) -> StateUpdate:

@@ -61,7 +61,8 @@ SUMMARY_WORDS: dict[Action, str] = {
 }
 
 KERNEL_ACTIONS = tuple(a for a in Action if a is not Action.SERVER_START)
-"""Always in the legend and the summary; a server start only when a plan has one."""
+"""Always in the summary; a server start only when a plan has one (the legend names only
+the actions a plan uses)."""
 
 
 def line(*parts: str | Segment) -> Line:
@@ -98,6 +99,11 @@ def summary_actions(plan: Plan) -> tuple[Action, ...]:
     if any(c.action is Action.SERVER_START for c in plan.changes):
         return (*KERNEL_ACTIONS, Action.SERVER_START)
     return KERNEL_ACTIONS
+
+
+def summary_words(plan: Plan, counts: dict[str, int]) -> str:
+    """``"1 to start, 0 to restart, ..."``: the summary's counts, in every rendering."""
+    return ", ".join(f"{counts[a.value]} {SUMMARY_WORDS[a]}" for a in summary_actions(plan))
 
 
 def skip_lines(skipped: tuple[Skip, ...]) -> list[str]:
@@ -161,7 +167,7 @@ def _change_block(change: Change) -> list[Line]:
 
 def summary_line(plan: Plan) -> Line:
     counts = plan.summary()
-    words = ", ".join(f"{counts[a.value]} {SUMMARY_WORDS[a]}" for a in summary_actions(plan))
+    words = summary_words(plan, counts)
     parts: list[str | Segment] = [Segment("Plan:", Style.BOLD), f" {words}."]
     if counts["blocked"]:
         undecided = any(not _forceable(c) for c in plan.blocked)

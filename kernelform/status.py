@@ -25,13 +25,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from kernelform.duration import format_duration
 from kernelform.facts import LiveServer
 from kernelform.manifest import Desired
-from kernelform.models import Kernel
+from kernelform.models import Kernel, aware
 from kernelform.plan import Change, Plan, StateUpdate, UpdateKind
 from kernelform.planner import is_placeholder
 from kernelform.render import Line, Segment, Style, line
@@ -101,7 +101,7 @@ class StatusRow:
             "started_at": None if self.started_at is None else format_time(self.started_at),
             "age_seconds": None if age is None else round(age, 3),
             "last_activity": (
-                None if self.last_activity is None else format_time(_aware(self.last_activity))
+                None if self.last_activity is None else format_time(aware(self.last_activity))
             ),
             "drift": None if self.drift is None else self.drift.to_dict(),
             "managed": self.managed,
@@ -268,7 +268,7 @@ def render_status(rows: list[StatusRow], *, now: datetime) -> list[Line]:
             "-" if r.connections is None else str(r.connections),
             ", ".join(r.in_use_by) or "-",
             "-" if r.started_at is None else _short(now - r.started_at),
-            "-" if r.last_activity is None else _short(now - _aware(r.last_activity)) + " ago",
+            "-" if r.last_activity is None else _short(now - aware(r.last_activity)) + " ago",
         )
         for r in rows
     ]
@@ -310,7 +310,3 @@ def _short(td: timedelta) -> str:
     if td < timedelta(0):
         td = timedelta(0)
     return "".join(re.findall(r"\d+[a-z]", format_duration(td))[:2])
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
