@@ -295,17 +295,8 @@ def _on_down_server(
 ) -> Change | None:
     """A declared kernel on a member's server that is not running: started after the
     server (start_servers), or skipped with its record kept."""
-    hub = _hub_of(member)
     if not ctx.starts_servers(member):
-        skipped.setdefault(
-            member.server,
-            Skip(
-                server=member.server,
-                hub=hub,
-                user=member.user,
-                reason=f"{_not_running(member)} (start_servers: false); its records are kept",
-            ),
-        )
+        _skip(skipped, member, f"{_not_running(member)} (start_servers: false)")
         return None
     reason = "new" if resource is None else "its server was not running"
     return Change(
@@ -314,6 +305,19 @@ def _on_down_server(
         action=Action.START,
         reason=reason,
         recipe=item.recipe,
+    )
+
+
+def _skip(skipped: dict[str, Skip], member: Member, why: str) -> None:
+    """Note that the plan leaves *member*'s server alone (once per server), records kept."""
+    skipped.setdefault(
+        member.server,
+        Skip(
+            server=member.server,
+            hub=_hub_of(member),
+            user=member.user,
+            reason=f"{why}; its records are kept",
+        ),
     )
 
 
@@ -335,15 +339,7 @@ def _left_on_down_server(
         member.selected and not destroy and not ctx.starts_servers(member)
     )
     if keep:
-        skipped.setdefault(
-            member.server,
-            Skip(
-                server=member.server,
-                hub=_hub_of(member),
-                user=member.user,
-                reason=f"{_not_running(member)}; its records are kept",
-            ),
-        )
+        _skip(skipped, member, _not_running(member))
         return None
     return StateUpdate(
         kind=UpdateKind.FORGET,

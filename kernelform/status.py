@@ -234,8 +234,7 @@ def _row(
 
 def status_document(rows: list[StatusRow], *, now: datetime, plan: Plan) -> dict[str, Any]:
     """``status --json``: the rows, when they were read, counts, and the skipped servers."""
-    drifting = sum(1 for r in rows if r.drift is not None)
-    skipped = sum(1 for r in rows if r.skipped is not None)
+    ok, drifting, skipped = _tally(rows)
     return {
         "format_version": FORMAT_VERSION,
         "read_at": format_time(now),
@@ -243,7 +242,7 @@ def status_document(rows: list[StatusRow], *, now: datetime, plan: Plan) -> dict
         "skipped_servers": [s.to_dict() for s in plan.skipped],
         "summary": {
             "kernels": len(rows),
-            "ok": len(rows) - drifting - skipped,
+            "ok": ok,
             "drift": drifting,
             "skipped": skipped,
         },
@@ -290,9 +289,8 @@ def render_status(rows: list[StatusRow], *, now: datetime) -> list[Line]:
         else:
             style = Style.RED if row.drift.blocked else Style.YELLOW
             lines.append(line(text, Segment(str(row.drift), style)))
-    drifting = sum(1 for r in rows if r.drift is not None)
-    skipped = sum(1 for r in rows if r.skipped is not None)
-    counts = f" {len(rows)} kernel(s), {len(rows) - drifting - skipped} ok, {drifting} with drift"
+    ok, drifting, skipped = _tally(rows)
+    counts = f" {len(rows)} kernel(s), {ok} ok, {drifting} with drift"
     if skipped:
         counts += f", {skipped} on servers not running"
     lines.append(line())
@@ -310,3 +308,10 @@ def _short(td: timedelta) -> str:
     if td < timedelta(0):
         td = timedelta(0)
     return "".join(re.findall(r"\d+[a-z]", format_duration(td))[:2])
+
+
+def _tally(rows: list[StatusRow]) -> tuple[int, int, int]:
+    """(ok, with drift, skipped): every row is one of the three."""
+    drifting = sum(1 for r in rows if r.drift is not None)
+    skipped = sum(1 for r in rows if r.skipped is not None)
+    return len(rows) - drifting - skipped, drifting, skipped

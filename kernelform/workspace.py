@@ -501,7 +501,8 @@ class Workspace:
             parse_target(address)
         except ValueError as e:
             raise KernelformError(str(e)) from None
-        fleets = self.fleets(self.store.read()) if "@" in address else {}
+        state = self.store.read()
+        fleets = self.fleets(state) if "@" in address else {}
         desired = {d.address: d for d in self.manifest.desired(members_of(fleets))}
         declared = declared_address(address, desired)
         if declared is None:
@@ -510,7 +511,6 @@ class Workspace:
                 + target_hint(address, list(desired))
             )
         item = desired[declared]
-        state = self.store.read()
         for held in (declared, *same_kernel(declared)):
             if held in state.resources:
                 as_ = "" if held == declared else f" as {held}"
