@@ -356,10 +356,10 @@ class HttpClient:
     ) -> NoReturn:
         what = f"{method} {path}"
         detail = self._clean(_root_cause(error))
-        mismatch = _retry_reason(error)
-        if isinstance(mismatch, SchemeMismatch):
-            other = _with_scheme(self.server, mismatch.speaks)
-            spoken = "plain http" if mismatch.speaks == "http" else "https (TLS)"
+        reason = _retry_reason(error)  # what urllib3's retries gave up on, if they did
+        if isinstance(reason, SchemeMismatch):
+            other = _with_scheme(self.server, reason.speaks)
+            spoken = "plain http" if reason.speaks == "http" else "https (TLS)"
             raise ConnectError(
                 f"the server answers in {spoken}, not {urlsplit(self.server).scheme}: use {other}",
                 server=self.server,
@@ -379,9 +379,7 @@ class HttpClient:
                 f"no connection within {timeout[0]:g}s; is the server up and reachable?",
                 server=self.server,
             ) from error
-        if isinstance(error, requests.exceptions.Timeout) or isinstance(
-            _retry_reason(error), ReadTimeoutError
-        ):
+        if isinstance(error, requests.exceptions.Timeout) or isinstance(reason, ReadTimeoutError):
             raise with_remedy(
                 RequestTimeout(
                     f"{what} got no answer within {timeout[1]:g}s; the server is overloaded "

@@ -39,7 +39,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from kernelform.errors import KernelformError, ManifestError, Problem, StateLocked
+from kernelform.errors import (
+    KernelformError,
+    ManifestError,
+    Problem,
+    StateLocked,
+    StateWriteError,
+)
 from kernelform.executor import Outcome, Report
 from kernelform.facts import LiveServer
 from kernelform.plan import Plan
@@ -475,7 +481,6 @@ class Controller:
 
     def _note_state_write(self, error: KernelformError | None, end: CycleEnd) -> None:
         """After a failed state write, say when a later cycle wrote the state again."""
-        from kernelform.errors import StateWriteError
 
         if isinstance(error, StateWriteError):
             self._unsaved = str(error)

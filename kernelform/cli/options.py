@@ -93,8 +93,6 @@ def current_runtime(*, read_timeout: float | None = None) -> Runtime:
 
 
 def env_seconds(name: str) -> float | None:
-    import math
-
     from kernelform.errors import KernelformError
 
     raw = os.environ.get(name, "").strip()
