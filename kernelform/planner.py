@@ -66,7 +66,7 @@ candidates, which prune leaves alone.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -153,9 +153,9 @@ def make_plan(
     """Compute what it takes to make the servers match the manifest."""
     ctx = _context(state, live, now=now, force=force, fleets=fleets)
     declared = manifest.desired(members_of(ctx.fleets))
-    _check_specs(declared, live, targets)
-    _check_dirs(manifest, declared, live, targets)
     desired = [d for d in declared if matches_target(d.address, targets)]
+    _check_specs(desired, live)
+    _check_dirs(manifest, desired, live)
     claimed = _claim_resources(declared, state)
     changes: list[Change] = _server_starts(desired, ctx)
     updates: list[StateUpdate] = []
@@ -348,14 +348,27 @@ def _left_on_down_server(
     )
 
 
-def _check_specs(
-    declared: Sequence[Desired], live: Mapping[str, LiveServer], targets: Sequence[str]
-) -> None:
-    problems: list[str] = []
-    for item in declared:
+def _read_in_full(
+    desired: Sequence[Desired], live: Mapping[str, LiveServer]
+) -> Iterator[tuple[Desired, LiveServer]]:
+    """Each targeted kernel with its server's facts, where the server was read in full (a
+    server not read in full starts nothing: see kernelform.facts)."""
+    for item in desired:
         server = live.get(item.server)
-        if server is None or not server.detailed or not matches_target(item.address, targets):
-            continue  # (a server not read in full starts nothing: see kernelform.facts)
+        if server is not None and server.detailed:
+            yield item, server
+
+
+def _refuse(problems: Iterable[str]) -> None:
+    """Fail the plan with each distinct problem on a line of its own, if there is any."""
+    distinct = list(dict.fromkeys(problems))
+    if distinct:
+        raise PlanError("\n".join(distinct))
+
+
+def _check_specs(desired: Sequence[Desired], live: Mapping[str, LiveServer]) -> None:
+    problems: list[str] = []
+    for item, server in _read_in_full(desired, live):
         spec = item.keys.spec
         if spec not in server.specs:
             where = f"{item.decl.spec_at}: " if item.decl.spec_at else ""
@@ -364,29 +377,19 @@ def _check_specs(
                 f"{item.server!r} does not have{did_you_mean(spec, server.specs) or ';'}"
                 f" it has: {', '.join(server.specs) or 'none'}"
             )
-            if message not in problems:
-                problems.append(message)
-    if problems:
-        raise PlanError("\n".join(problems))
+            problems.append(message)
+    _refuse(problems)
 
 
 def _check_dirs(
-    manifest: Manifest,
-    declared: Sequence[Desired],
-    live: Mapping[str, LiveServer],
-    targets: Sequence[str],
+    manifest: Manifest, desired: Sequence[Desired], live: Mapping[str, LiveServer]
 ) -> None:
     """A declared cwd that is not a directory on its server fails the plan: the server
     would start the kernel in the nearest existing parent instead, silently."""
     problems: list[str] = []
-    for item in declared:
-        server = live.get(item.server)
+    for item, server in _read_in_full(desired, live):
         cwd = item.keys.cwd
-        if server is None or not server.detailed or cwd is None:
-            continue
-        if not matches_target(item.address, targets):
-            continue
-        wrong = server.missing_dirs.get(cwd)
+        wrong = None if cwd is None else server.missing_dirs.get(cwd)
         if wrong is not None:
             config = manifest.servers.get(item.server)
             where = f" ({config.url})" if config is not None else ""  # else a hub user's
@@ -394,10 +397,8 @@ def _check_dirs(
                 f"kernel {item.kernel!r} has cwd {cwd!r}, which {wrong} on server"
                 f" {item.server!r}{where}; create it there, or fix the cwd"
             )
-            if message not in problems:
-                problems.append(message)
-    if problems:
-        raise PlanError("\n".join(problems))
+            problems.append(message)
+    _refuse(problems)
 
 
 def _claim_resources(declared: Sequence[Desired], state: State) -> dict[str, Resource]:
