@@ -13,7 +13,8 @@ with:
   drives it exactly as the Node one) as the proxy;
 * ``SimpleLocalProcessSpawner`` running ``python -m jupyterhub.singleuser`` from
   this interpreter (``--allow-root`` as root, as in CI), one home, root and set
-  of ``JUPYTER_*`` directories per user under *workdir* (the developer's own
+  of ``JUPYTER_*`` directories per user under *workdir* (the runtime one, which
+  holds the kernels' IPC sockets, under a short ``socket_dir``; the developer's own
   Jupyter config and kernelspecs are never read), with the kernelspecs
   ``python3`` (this interpreter's ipykernel), ``broken`` (exits at once) and
   ``light`` (``sleep infinity``: a "kernel" the server manages like any other
@@ -45,6 +46,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,6 +71,7 @@ from tests.live_jupyter import (
     free_port,
     redact,
     signal_group,
+    socket_dir,
     stop_at_exit,
     wait_for,
     write_kernelspec,
@@ -138,6 +141,7 @@ SERVICES: Mapping[str, tuple[str, ...]] = {
 SINGLEUSER_ARGS = (
     "--KernelRestarter.time_to_dead=0.5",
     "--KernelManager.shutdown_wait_time=0.5",
+    "--KernelManager.transport=ipc",  # see live_jupyter.SERVER_ARGS
 )
 
 # Variables that would make the hub, its proxy or a server part of another hub
@@ -157,23 +161,27 @@ c = get_config()  # noqa: F821
 c.merge(Config(settings["config"]))
 
 
-def _user_dir(kind):
-    return lambda spawner: os.path.join(settings["users_dir"], spawner.user.name, kind)
+def _user_dir(template):
+    return lambda spawner: template.replace(settings["user_placeholder"], spawner.user.name)
 
 
 c.Spawner.environment = {{
     **settings["environment"],
-    **{{name: _user_dir(kind) for name, kind in settings["user_dirs"].items()}},
+    **{{name: _user_dir(template) for name, template in settings["user_dirs"].items()}},
 }}
 '''
 
-# Environment variable of a single-user server -> its per-user directory.
+# Environment variable of a single-user server -> its per-user directory (the
+# runtime directory, where kernel sockets live, is elsewhere: see ``socket_dir``).
 _USER_DIRS = {
-    "JUPYTER_RUNTIME_DIR": "runtime",
     "JUPYTER_CONFIG_DIR": "config",
     "JUPYTER_DATA_DIR": "data",
     "IPYTHONDIR": "ipython",
 }
+
+
+# Stands for the user's name in the directories of ``settings.json``.
+_USER = "{user}"
 
 
 class HubStartError(RuntimeError):
@@ -201,6 +209,7 @@ class Hub:
     users: tuple[str, ...] = field(repr=False)
     groups: Mapping[str, tuple[str, ...]] = field(repr=False)
     workdir: Path = field(repr=False)
+    runtime_base: Path = field(repr=False)
     log_path: Path = field(repr=False)
     process: subprocess.Popen[bytes] = field(repr=False)
     http: requests.Session = field(default_factory=requests.Session, repr=False)
@@ -338,7 +347,7 @@ class Hub:
 
     def server_pid(self, user: str) -> int | None:
         """The pid of the user's single-user server, from its ``jpserver-PID.json``."""
-        runtime = self.user_dir(user) / "runtime"
+        runtime = self.runtime_dir(user)
         for info in sorted(runtime.glob("jpserver-*.json")):
             with contextlib.suppress(OSError, ValueError, KeyError):
                 pid = int(json.loads(info.read_text())["pid"])
@@ -355,12 +364,16 @@ class Hub:
         assert pid is not None, f"{user} has no running server to kill"
         server = psutil.Process(pid)
         _kill_all([server, *server.children(recursive=True)])
-        for info in (self.user_dir(user) / "runtime").glob("jpserver-*"):
+        for info in self.runtime_dir(user).glob("jpserver-*"):
             info.unlink(missing_ok=True)
 
     def user_dir(self, user: str) -> Path:
-        """The user's directory: ``home``, ``root`` (the server's root), ``runtime``, ``data``..."""
+        """The user's directory: ``home``, ``root`` (the server's root), ``data``..."""
         return self.workdir / "users" / user
+
+    def runtime_dir(self, user: str) -> Path:
+        """The user's Jupyter runtime directory (its server's and kernels' files)."""
+        return self.runtime_base / user
 
     # -- kernels on a user's server (through the proxy) ---------------------------------
 
@@ -492,6 +505,7 @@ class Hub:
         described = [f"{p.pid} {' '.join(_cmdline(p)[:3])}" for p in strays]
         _kill_all(strays)
         self.http.close()
+        shutil.rmtree(self.runtime_base, ignore_errors=True)
         return described
 
 
@@ -590,10 +604,11 @@ def _spawn_hub(
     poll_interval: int,
 ) -> Hub:
     users_dir = workdir / "users"
+    runtime_base = socket_dir(workdir)
     for user in users:
         for kind in ("home", "root", *_USER_DIRS.values()):
             (users_dir / user / kind).mkdir(parents=True, exist_ok=True)
-        (users_dir / user / "runtime").chmod(0o700)
+        (runtime_base / user).mkdir(mode=0o700, exist_ok=True)
         for name, spec in KERNELSPECS.items():
             write_kernelspec(users_dir / user / "data", name, dict(spec))
 
@@ -641,8 +656,11 @@ def _spawn_hub(
     }
     settings = {
         "config": config,
-        "users_dir": str(users_dir),
-        "user_dirs": _USER_DIRS,
+        "user_placeholder": _USER,
+        "user_dirs": {
+            "JUPYTER_RUNTIME_DIR": str(runtime_base / _USER),
+            **{name: str(users_dir / _USER / kind) for name, kind in _USER_DIRS.items()},
+        },
         # Search the user's data dir before the venv's share/jupyter (see live_jupyter).
         "environment": {"JUPYTER_PREFER_ENV_PATH": "0", "PYTHONUNBUFFERED": "1"},
     }
@@ -671,6 +689,7 @@ def _spawn_hub(
         users=users,
         groups=groups,
         workdir=workdir,
+        runtime_base=runtime_base,
         log_path=log_path,
         process=process,
     )

@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -51,7 +54,14 @@ NOTEBOOK_PATH = "nb/analysis.ipynb"
 # process every `time_to_dead` seconds (default 3) and, when it died, restarts it up
 # to 5 times before dropping it; 0.5 s makes a crashing kernel (the `broken` spec)
 # vanish after about 3 s instead of 18 s, without changing what happens.
-SERVER_ARGS = ("--KernelRestarter.time_to_dead=0.5",)
+#
+# Kernels talk to their server over IPC sockets, not TCP. Over TCP, jupyter_client
+# picks a kernel's five ports by binding port 0 and closing it again; a connection
+# opened anywhere on the machine before the kernel binds can take one of them
+# (jupyter_client#487), and the kernel dies at birth ("Address already in use"):
+# seen in CI, where the suite opens connections all the time. kernelform cannot
+# tell the difference: it talks to the server over HTTP and websockets only.
+SERVER_ARGS = ("--KernelRestarter.time_to_dead=0.5", "--KernelManager.transport=ipc")
 
 # Environment variables that would point the child at the user's own Jupyter setup.
 _SCRUBBED_ENV = (
@@ -103,6 +113,21 @@ JUPYTER_SERVER = ServerApp()
 
 class ServerStartError(RuntimeError):
     """The jupyter server did not come up; the message carries its log."""
+
+
+def socket_dir(workdir: Path) -> Path:
+    """A short directory of its own for *workdir*'s Jupyter runtime files.
+
+    With the IPC transport a kernel's sockets are named after its connection
+    file (``RUNTIME/kernel-UUID-ipc-N``), and a Unix socket's path may not exceed
+    107 bytes: under pytest's temporary directories it would. The same *workdir*
+    always gets the same directory, so a server started again finds its files.
+    """
+    digest = hashlib.sha1(str(workdir.resolve()).encode()).hexdigest()[:12]
+    directory = Path(tempfile.gettempdir()) / f"kf-{digest}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    directory.chmod(0o700)
+    return directory
 
 
 def free_port() -> int:
@@ -377,6 +402,7 @@ class JupyterServer:
         # sessions and are shut down by the server on SIGTERM, or exit when it dies).
         signal_group(self.process, signal.SIGKILL)
         self.http.close()
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 
 def shell_reply(kernel_client: Any, msg_id: str, *, timeout: float = 30.0) -> dict[str, Any]:
@@ -518,13 +544,12 @@ def _spawn(
 ) -> JupyterServer:
     workdir = workdir.resolve()
     root = workdir / "root"
-    runtime_dir = workdir / "runtime"
+    runtime_dir = socket_dir(workdir)
     config_dir = workdir / "config"
     data_dir = workdir / "data"
     ipython_dir = workdir / "ipython"
-    for directory in (root, runtime_dir, config_dir, data_dir, ipython_dir):
+    for directory in (root, config_dir, data_dir, ipython_dir):
         directory.mkdir(parents=True, exist_ok=True)
-    runtime_dir.chmod(0o700)
     write_kernelspec(data_dir, "python3", PYTHON3_SPEC)
     write_kernelspec(data_dir, "broken", BROKEN_SPEC)
     write_kernelspec(data_dir, "mute", MUTE_SPEC)

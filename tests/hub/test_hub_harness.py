@@ -59,7 +59,8 @@ def test_user_servers_see_only_the_test_setup(hub: Hub) -> None:
     for name, kind in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data")):
         assert env[name] == str(mine / kind)
     assert "JUPYTER_PATH" not in env and "JUPYTER_CONFIG_PATH" not in env
-    info = json.loads(next((mine / "runtime").glob(f"jpserver-{pid}.json")).read_text())
+    assert env["JUPYTER_RUNTIME_DIR"] == str(hub.runtime_dir(RUNNING_USER))
+    info = json.loads(next(hub.runtime_dir(RUNNING_USER).glob(f"jpserver-{pid}.json")).read_text())
     assert info["root_dir"] == str(mine / "root")
     assert info["base_url"] == f"/user/{RUNNING_USER}/"
 
