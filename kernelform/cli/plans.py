@@ -121,7 +121,8 @@ def plan(
     output = output_of(as_json=as_json, as_markdown=as_markdown)
     warn_clear_text(workspace)
     with workspace.locked("plan"):
-        computed, live, _ = workspace.plan()
+        computed, live, state = workspace.plan()
+    warn_new_state(workspace, computed, state)
     warn_targeting(computed.targets)
     warn_unchecked_dirs(live)
     to_stdout = out is not None and str(out) == "-"
@@ -276,6 +277,7 @@ def apply(
     warn_clear_text(workspace)
     with workspace.locked("apply"):
         computed, live, state = workspace.plan(destroy=False)
+        warn_new_state(workspace, computed, state)
         warn_targeting(computed.targets)
         warn_unchecked_dirs(live)
         if output is Output.HUMAN:
@@ -341,6 +343,30 @@ def for_saved_plan(settings: Settings, saved: KfPlan, plan_file: Path) -> Settin
             e.hint = "name it with -f FILE"
             raise
     return replace(settings, manifest_path=manifest, targets=saved.targets)
+
+
+def warn_new_state(workspace: Workspace, computed: KfPlan, state: State) -> None:
+    """Say when kernels would start against a state that does not exist yet, at a place
+    the user named (``--state``, ``KERNELFORM_STATE``, ``state:``, ``--workspace``).
+
+    A typo there gives a fresh, empty state: every kernel plans as new, and applying
+    starts twins of kernels that the intended state owns. The default place stays
+    quiet: a first run there is the normal case.
+    """
+    from kernelform.plan import Action
+    from kernelform.state.location import DEFAULT_WORKSPACE
+
+    named = (
+        workspace.state_location() is not None
+        or workspace.settings.workspace != DEFAULT_WORKSPACE
+    )
+    starts = any(change.action is Action.START for change in computed.changes)
+    if named and starts and state.serial == 0:
+        warn(
+            f"there is no state at {workspace.store.location} yet: every kernel is planned as"
+            " new, and one that another state records would get a twin; if this project's state"
+            " is elsewhere, name it with --state (or KERNELFORM_STATE) and --workspace"
+        )
 
 
 def warn_targeting(targets: Sequence[str]) -> None:

@@ -363,9 +363,17 @@ def test_workspaces_are_isolated(env: Env, backend: str) -> None:
     def kf(*args: str) -> Result:
         return env.kf(*args, cwd=directory, env=state)
 
+    fresh = "yet: every kernel is planned as new"
+    where_b = "workspaces/b/state.json" if backend == "file" else "(workspace b)"
+    if backend == "file":  # the default place, not named: a first run there is normal
+        first = kf("plan")
+        assert first.code == 0 and "Warning" not in first.err, first
     assert kf("apply", "--auto-approve", "--workspace", "a").code == 0
     assert kf("state", "list", "-w", "b", "--json").json() == []
-    assert kf("apply", "--auto-approve", "-w", "b").code == 0  # b knows nothing of a's kernel
+    b_first = kf("apply", "--auto-approve", "-w", "b")  # b knows nothing of a's kernel
+    assert b_first.code == 0, b_first
+    assert b_first.err.count(fresh) == 1 and f"{where_b} {fresh}" in b_first.err, b_first
+    assert fresh not in kf("plan", "-w", "b").err  # b exists now
     a_ids = [r["kernel_id"] for r in kf("state", "list", "-w", "a", "--json").json()]
     b_ids = [r["kernel_id"] for r in kf("state", "list", "-w", "b", "--json").json()]
     assert len(a_ids) == len(b_ids) == 1 and a_ids != b_ids
