@@ -209,13 +209,15 @@ class HttpClient:
 
     # -- plumbing ----------------------------------------------------------------
 
-    def _probe_scheme(self, error: Exception) -> str | None:
-        """On this client's first transport failure: the scheme the server speaks, if it
-        is not the URL's (``"http"`` for an https URL, ``"https"`` for an http one).
+    def _probe_scheme(self, error: Exception) -> Speaks | None:
+        """On this client's first transport failure: what the port speaks, if it is not
+        the URL's scheme (``HTTP`` for an https URL; ``HTTPS`` or ``NOT_HTTP`` for an
+        http one), else None (no verdict: the failure is the server's, retry it).
 
         An https URL on a plain-http server fails its TLS handshake by timeout (the
         server waits for a request line that never comes), an http URL on a TLS port
-        by a reset: neither says why. One quick look at the port does.
+        by a reset, and one on another service's port (a database, SSH) by a close:
+        none says why. One quick look at the port does.
         """
         parts = urlsplit(self.base_url)
         suspicious = _HTTPS_SYMPTOMS if parts.scheme == "https" else _HTTP_SYMPTOMS
@@ -227,12 +229,16 @@ class HttpClient:
             self._probed = True
         host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
         timeout = min(self.timeouts.connect, PROBE_TIMEOUT)
+        https = parts.scheme == "https"
         plain = _speaks_plain_http(host, port, timeout=timeout)
-        if parts.scheme == "https":
-            return "http" if plain else None
-        # An http server answers the plain probe at once; only one that does not
-        # (a reset, a close) is asked for a TLS handshake.
-        return "https" if not plain and _speaks_tls(host, port, timeout=timeout) else None
+        if plain:  # on an http URL, a passing fault: an http server answers at once
+            return Speaks.HTTP if https else None
+        if _speaks_tls(host, port, timeout=timeout):
+            return None if https else Speaks.HTTPS
+        # Only a port seen to answer without HTTP (a close, other bytes) and to refuse
+        # a TLS handshake is called so; one that gave no verdict (a reset, a timeout)
+        # is retried.
+        return Speaks.NOT_HTTP if plain is False else None
 
     def _json(
         self,
@@ -357,9 +363,16 @@ class HttpClient:
         what = f"{method} {path}"
         detail = self._clean(_root_cause(error))
         reason = _retry_reason(error)  # what urllib3's retries gave up on, if they did
+        if isinstance(reason, SchemeMismatch) and reason.speaks is Speaks.NOT_HTTP:
+            raise ConnectError(
+                f"{what} failed: this port speaks neither HTTP nor TLS (it closed the"
+                f" connection without an answer, to a probe too); is this the URL of"
+                f" {self._service}?",
+                server=self.server,
+            ) from error
         if isinstance(reason, SchemeMismatch):
-            other = _with_scheme(self.server, reason.speaks)
-            spoken = "plain http" if reason.speaks == "http" else "https (TLS)"
+            other = _with_scheme(self.server, reason.speaks.value)
+            spoken = "plain http" if reason.speaks is Speaks.HTTP else "https (TLS)"
             raise ConnectError(
                 f"the server answers in {spoken}, not {urlsplit(self.server).scheme}: use {other}",
                 server=self.server,
@@ -687,16 +700,24 @@ _HTTPS_SYMPTOMS = (ReadTimeoutError, ConnectTimeoutError, SSLError, ProtocolErro
 _HTTP_SYMPTOMS = (ProtocolError,)
 
 
+class Speaks(Enum):
+    """What a port was found to speak by the scheme probe."""
+
+    HTTP = "http"
+    HTTPS = "https"
+    NOT_HTTP = "not http"  # it answered, but not in HTTP (or closed without a word)
+
+
 class SchemeMismatch(Exception):
-    """The server speaks *speaks* (``http``/``https``), not the URL's scheme.
+    """The server speaks *speaks*, not the URL's scheme.
 
     Raised from inside urllib3's retries (as the reason of a ``MaxRetryError``),
     so that nothing is retried once the cause is known.
     """
 
-    def __init__(self, speaks: str) -> None:
+    def __init__(self, speaks: Speaks) -> None:
         self.speaks = speaks
-        super().__init__(f"the server speaks {speaks}")
+        super().__init__(f"the server speaks {speaks.value}")
 
 
 def _is_hub_page(response: requests.Response) -> bool:
@@ -708,7 +729,7 @@ class _ProbingRetry(Retry):
     """urllib3's ``Retry`` that asks *probe* about the first failure before retrying it."""
 
     def __init__(
-        self, *args: Any, probe: Callable[[Exception], str | None] | None = None, **kwargs: Any
+        self, *args: Any, probe: Callable[[Exception], Speaks | None] | None = None, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
         self.probe = probe
@@ -744,8 +765,10 @@ def _is_certificate_error(error: Exception) -> bool:
     return "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text
 
 
-def _speaks_plain_http(host: str, port: int, *, timeout: float) -> bool:
-    """Whether the port answers a plain-text request with an HTTP status line."""
+def _speaks_plain_http(host: str, port: int, *, timeout: float) -> bool | None:
+    """Whether the port answers a plain-text request with an HTTP status line: True;
+    False when it answered something else or closed without a word; None when there
+    is no verdict (no connection, a reset, no answer within *timeout*)."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.sendall(b"GET / HTTP/1.0\r\nHost: " + host.encode("idna") + b"\r\n\r\n")
@@ -756,7 +779,7 @@ def _speaks_plain_http(host: str, port: int, *, timeout: float) -> bool:
                     break
                 head += chunk
     except (OSError, UnicodeError):
-        return False
+        return None
     return head == b"HTTP/"
 
 

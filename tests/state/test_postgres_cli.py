@@ -355,6 +355,21 @@ def test_a_mistyped_state_url_is_refused_not_taken_for_a_file(env: Env) -> None:
     assert env.jupyter.kernel_ids() == set()
 
 
+def test_a_jupyter_url_at_the_database_port_says_it_is_not_a_web_server(env: Env) -> None:
+    """The two URLs of a CI job mixed up: PostgreSQL closes an HTTP request without a
+    word, which read as "the connection broke; retry" (a probe found it)."""
+    directory = env.runner("mixed", POOL)
+    for scheme in ("http", "https"):
+        wrong = {"JUPYTER_URL": f"{scheme}://127.0.0.1:{env.cluster.port}/", "JUPYTER_TOKEN": "x"}
+        for args in (("kernels", "list"), ("kernels", "start")):
+            result = run(*args, cwd=directory, env=wrong)
+            assert result.code == 1, result
+            (line,) = result.err.splitlines()
+            assert "this port speaks neither HTTP nor TLS" in line, line
+            assert "is this the URL of the Jupyter server?" in line, line
+    assert env.jupyter.kernel_ids() == set()
+
+
 @pytest.mark.parametrize("backend", ["file", "postgres"])
 def test_workspaces_are_isolated(env: Env, backend: str) -> None:
     directory = env.runner("runner", "  solo: {spec: light}\n")
