@@ -357,9 +357,10 @@ class Controller:
                     with ExitStack() as held:
                         self._lock(workspace, held)
                         plan, live, state = workspace.plan()
-                        report = self._apply(workspace, plan, live=live, state=state, number=number)
-                        recorded = workspace.store.read().resources.values()
-                        managed = dict(Counter(r.server for r in recorded))
+                        report, final = self._apply(
+                            workspace, plan, live=live, state=state, number=number
+                        )
+                        managed = dict(Counter(r.server for r in final.resources.values()))
                 except KernelformError as e:
                     if self._explain is not None and not e.hint:
                         e.hint = self._explain(e, workspace)
@@ -453,11 +454,12 @@ class Controller:
         live: dict[str, LiveServer],
         state: State,
         number: int,
-    ) -> Report:
+    ) -> tuple[Report, State]:
+        """Apply *plan* unless stopping or idle; the report and the state left behind."""
         if self.stopping:
-            return Report(outcomes=(), blocked=plan.blocked, skipped=plan.runnable)
+            return Report(outcomes=(), blocked=plan.blocked, skipped=plan.runnable), state
         if not plan.runnable and not plan.updates:
-            return Report(outcomes=(), blocked=plan.blocked)
+            return Report(outcomes=(), blocked=plan.blocked), state
         return workspace.apply(
             plan,
             live=live,

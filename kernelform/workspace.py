@@ -473,12 +473,12 @@ class Workspace:
         state: State,
         on_outcome: Callable[[Outcome], None],
         on_interrupt: Callable[[int], None] = lambda in_flight: None,
-    ) -> Report:
+    ) -> tuple[Report, State]:
         """Carry out the plan; the state is written after every action (see ``execute``
-        for Ctrl-C)."""
+        for Ctrl-C). Returns the report and the state as the run left it."""
         servers = set(live) | {c.server for c in plan.runnable}
         clients = {name: self.client(name) for name in sorted(servers)}
-        report, _ = execute(
+        return execute(
             plan,
             clients=clients,
             live=live,
@@ -493,7 +493,6 @@ class Workspace:
             on_interrupt=on_interrupt,
             launchers=self.launchers(plan),
         )
-        return report
 
     def import_kernel(self, address: str, kernel_id: str) -> Resource:
         """Adopt a running kernel for a declared address (on a hub: ``NAME@USER``)."""

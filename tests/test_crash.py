@@ -172,7 +172,7 @@ class Bench:
             workspace.locked("apply"),
         ):
             plan, live, state = workspace.plan()
-            report = workspace.apply(plan, live=live, state=state, on_outcome=lambda o: None)
+            report, _ = workspace.apply(plan, live=live, state=state, on_outcome=lambda o: None)
         assert not report.failed and not report.blocked, report
 
     def assert_converged(self, declared: set[str]) -> dict[str, str]:

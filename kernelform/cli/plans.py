@@ -195,7 +195,7 @@ def carry_out(
             workspace.apply(computed, live=live, state=state, on_outcome=lambda o: None)
         conclude(Report(outcomes=(), blocked=computed.blocked), computed, printer, output)
         return
-    report = workspace.apply(
+    report, _ = workspace.apply(
         computed,
         live=live,
         state=state,
@@ -357,8 +357,7 @@ def warn_new_state(workspace: Workspace, computed: KfPlan, state: State) -> None
     from kernelform.state.location import DEFAULT_WORKSPACE
 
     named = (
-        workspace.state_location() is not None
-        or workspace.settings.workspace != DEFAULT_WORKSPACE
+        workspace.state_location() is not None or workspace.settings.workspace != DEFAULT_WORKSPACE
     )
     starts = any(change.action is Action.START for change in computed.changes)
     if named and starts and state.serial == 0:

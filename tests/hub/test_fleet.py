@@ -513,7 +513,7 @@ def test_a_server_stopping_mid_apply_fails_the_action_cleanly(fleet: Fleet) -> N
         patch.setenv("KF_HUB_URL", fleet.url)
         patch.setenv("KF_HUB_TOKEN", fleet.token)
         plan, live, state = workspace.plan()
-        report = workspace.apply(plan, live=live, state=state, on_outcome=lambda o: None)
+        report, _ = workspace.apply(plan, live=live, state=state, on_outcome=lambda o: None)
     (failed,) = report.failed
     assert failed.change.address == "tutor@carl"
     assert failed.error == (
