@@ -303,7 +303,7 @@ class Controller:
         self._open = open_workspace or (lambda s: Workspace(s, runtime=runtime))
         self._explain = explain
         self._reason = "stopped"
-        self._warned: set[tuple[str, str]] = set()
+        self._warned: set[str] = set()  # transport warnings given
         self._unsaved: str | None = None  # a failed state write's message, until a write works
 
     @property
@@ -412,17 +412,12 @@ class Controller:
         )
 
     def _warn_transport(self, workspace: Workspace) -> None:
-        """Warn once per server whose token travels in clear text or without TLS checks."""
-        for name in workspace.manifest.servers:
-            client = workspace.client(name)
-            if client.sends_token_in_clear and ("clear", client.server) not in self._warned:
-                self._warned.add(("clear", client.server))
-                self._warn(f"the token for {client.server} is sent over plain http; use https")
-            if client.skips_tls_verification and ("tls", client.server) not in self._warned:
-                self._warned.add(("tls", client.server))
-                self._warn(
-                    f"the TLS certificate of {client.server} is not verified (insecure: true)"
-                )
+        """Warn once per watch (not every cycle) for each server or hub whose token
+        travels in clear text or without TLS checks."""
+        for line in workspace.transport_warnings():
+            if line not in self._warned:
+                self._warned.add(line)
+                self._warn(line)
 
     def _warn(self, message: str) -> None:
         self.events.warning(self.runtime.secrets.redact(message), self.runtime.clock())

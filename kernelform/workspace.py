@@ -26,7 +26,7 @@ from functools import cached_property
 from pathlib import Path
 
 from kernelform.address import matches_target, parse_address, parse_target, unmatched_targets
-from kernelform.client import JupyterClient
+from kernelform.client import HttpClient, JupyterClient
 from kernelform.errors import KernelformError, PlanError, StalePlan, StateError
 from kernelform.executor import Outcome, Report, WaitFor, execute
 from kernelform.facts import HealthCheck, LiveServer, add_details, gather_facts, probe_health
@@ -182,6 +182,21 @@ class Workspace:
                     kernel_ids=self.runtime.kernel_ids,
                 )
         return self._clients[server]
+
+    def transport_warnings(self) -> list[str]:
+        """One line per declared server or hub whose token travels in clear text (plain
+        http to a host that is not loopback) or whose TLS certificate is not checked."""
+        clients: list[HttpClient] = [self.client(name) for name in self.manifest.servers]
+        clients += [self.hub_client(name) for name in self.manifest.hubs]
+        lines = []
+        for client in clients:
+            if client.sends_token_in_clear:
+                lines.append(f"the token for {client.server} is sent over plain http; use https")
+            if client.skips_tls_verification:
+                lines.append(
+                    f"the TLS certificate of {client.server} is not verified (insecure: true)"
+                )
+        return lines
 
     def hub_client(self, hub: str) -> HubClient:
         """The client of a declared hub's REST API."""

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from kernelform.client import HttpClient
     from kernelform.errors import KernelformError
     from kernelform.render import Line, Segment
     from kernelform.runtime import Runtime
@@ -439,13 +438,8 @@ def open_workspace(settings: Settings) -> Workspace:
 
 def warn_clear_text(workspace: Workspace) -> None:
     """Warn once per server or hub whose token travels in clear text or unverified TLS."""
-    clients: list[HttpClient] = [workspace.client(name) for name in workspace.manifest.servers]
-    clients += [workspace.hub_client(name) for name in workspace.manifest.hubs]
-    for client in clients:
-        if client.sends_token_in_clear:
-            warn(f"the token for {client.server} is sent over plain http; use https")
-        if client.skips_tls_verification:
-            warn(f"the TLS certificate of {client.server} is not verified (insecure: true)")
+    for line in workspace.transport_warnings():
+        warn(line)
 
 
 PROMPT = "  Only 'yes' will be accepted"
