@@ -38,7 +38,9 @@ __all__ = [
     "Member",
     "ServerStatus",
     "UserServerLauncher",
+    "hubs_in_use",
     "members_of",
+    "recorded_users",
     "resolve_fleets",
 ]
 
@@ -104,27 +106,38 @@ def members_of(fleets: Mapping[str, Fleet]) -> dict[str, list[str]]:
     return {hub: fleet.selected_users() for hub, fleet in fleets.items()}
 
 
-def hubs_in_use(manifest: Manifest, state: State) -> list[str]:
-    """The hubs a plan must ask: those with a declared kernel or a recorded one."""
-    used = {decl.hub for decl in manifest.kernels.values() if decl.hub is not None}
+def recorded_users(state: State) -> dict[str, list[str]]:
+    """Per hub, the users whose servers hold kernels the state records (in order)."""
+    users: dict[str, dict[str, None]] = {}
     for resource in state.resources.values():
         parts = split_user_server(resource.server)
         if parts is not None:
-            used.add(parts[0])
-    return [name for name in manifest.hubs if name in used]
+            users.setdefault(parts[0], {})[parts[1]] = None
+    return {hub: list(names) for hub, names in users.items()}
+
+
+def hubs_in_use(manifest: Manifest, recorded: Mapping[str, list[str]]) -> list[str]:
+    """The hubs a plan must ask: those with a declared kernel or a *recorded* one."""
+    used = {decl.hub for decl in manifest.kernels.values() if decl.hub is not None}
+    return [name for name in manifest.hubs if name in used or name in recorded]
 
 
 def resolve_fleets(
-    manifest: Manifest, state: State, clients: Mapping[str, HubClient]
+    manifest: Manifest,
+    recorded: Mapping[str, list[str]],
+    clients: Mapping[str, HubClient],
 ) -> dict[str, Fleet]:
-    """Ask each hub in use who its members are and whether their servers run."""
+    """Ask each hub of *clients* (the hubs in use) who its members are and whether
+    their servers run; *recorded* is ``recorded_users`` of the state."""
     return {
-        name: _resolve(manifest.hubs[name], clients[name], state)
-        for name in hubs_in_use(manifest, state)
+        name: _resolve(manifest.hubs[name], client, recorded.get(name, []))
+        for name, client in clients.items()
     }
 
 
-def _resolve(config: HubConfig, client: HubClient, state: State) -> Fleet:
+def _resolve(config: HubConfig, client: HubClient, recorded_here: list[str]) -> Fleet:
+    """*config*'s fleet: its selected users and, of *recorded_here* (users with
+    recorded kernels), those no longer selected."""
     models: dict[str, HubUser] = {}
     if config.selects_everyone:
         for model in client.users():
@@ -134,13 +147,7 @@ def _resolve(config: HubConfig, client: HubClient, state: State) -> Fleet:
         groups = in_parallel(client.group_members, config.groups)
         selected = list(dict.fromkeys([*(u for g in groups for u in g), *config.users]))
         models.update(_user_models(client, selected))
-    recorded = list(
-        dict.fromkeys(
-            parts[1]
-            for parts in (split_user_server(r.server) for r in state.resources.values())
-            if parts is not None and parts[0] == config.name and parts[1] not in models
-        )
-    )
+    recorded = [user for user in recorded_here if user not in models]
     departed = dict(zip(recorded, in_parallel(_lookup(client), recorded), strict=True))
     statuses = {user: _status(client, models[user]) for user in selected}
     gone = {

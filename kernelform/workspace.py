@@ -35,6 +35,7 @@ from kernelform.fleet import (
     UserServerLauncher,
     hubs_in_use,
     members_of,
+    recorded_users,
     resolve_fleets,
 )
 from kernelform.hub import HubClient, UserServerClient
@@ -304,9 +305,9 @@ class Workspace:
 
     def fleets(self, state: State) -> dict[str, Fleet]:
         """Ask the hubs this run involves who their members are, and whose server runs."""
-        used = hubs_in_use(self.manifest, state)
-        clients = {name: self.hub_client(name) for name in used}
-        self._fleets = resolve_fleets(self.manifest, state, clients)
+        recorded = recorded_users(state)
+        clients = {name: self.hub_client(name) for name in hubs_in_use(self.manifest, recorded)}
+        self._fleets = resolve_fleets(self.manifest, recorded, clients)
         return self._fleets
 
     def involved_servers(self, state: State, fleets: dict[str, Fleet] | None = None) -> set[str]:

@@ -27,7 +27,6 @@ from kernelform.hooks import Hooks
 from kernelform.hub import HubClient, ServerStatus
 from kernelform.manifest import parse_manifest
 from kernelform.runtime import Runtime
-from kernelform.state import new_state
 from kernelform.workspace import Settings, Workspace
 from tests.hub.conftest import RUNNING, STOPPED, USERS
 from tests.kf import Result, run
@@ -316,7 +315,7 @@ def test_a_big_selection_is_read_from_the_user_list(
     token = hub.token if listing else hub.token_without("list:users")
     requests = _Requests()
     with HubClient(hub.url, token, name="campus", hooks=requests) as client:
-        (fleet,) = resolve_fleets(manifest, new_state(), {"campus": client}).values()
+        (fleet,) = resolve_fleets(manifest, {}, {"campus": client}).values()
     assert {m.user: m.status for m in fleet.members} == {
         "ana": ServerStatus.RUNNING,
         "bob": ServerStatus.STOPPED,
