@@ -41,6 +41,9 @@ from tests.live_jupyter import SLOW_SPEC, JupyterServer, launch, wait_for, write
 from tests.test_tls import TlsJupyterServer, launch_tls, make_certificate
 
 UNKNOWN_ID = "3f1e7a52-9d0c-4b6e-8a41-2c5d7e9f0b13"
+# How long past its timeout a wait may end: the websocket's opening and closing, on a
+# loaded 2-core CI machine. Far below what a wait that ignored its timeout would take.
+SLACK = 3.0
 
 
 # -- fixtures -------------------------------------------------------------------------
@@ -247,7 +250,7 @@ def test_a_kernel_that_never_answers_times_out(server: JupyterServer, kf: Jupyte
     with pytest.raises(KernelNotReady) as caught:
         wait_ready(kf, kernel_id, timeout=3)
     took = time.monotonic() - began
-    assert 3 <= took < 5, took
+    assert 3 <= took < 3 + SLACK, took
     text = assert_one_clean_line(caught.value, server)
     assert "no answer in 3s" in text and "last execution_state: starting" in text, text
     assert model(server, kernel_id)["connections"] == 0
@@ -307,7 +310,7 @@ def test_probe_tells_a_busy_kernel_from_a_frozen_one(
     finally:
         os.kill(pid, signal.SIGCONT)
     assert frozen.health is Health.UNRESPONSIVE, frozen
-    assert 3 <= frozen.seconds <= took < 4, (frozen, took)
+    assert 3 <= frozen.seconds <= took < 3 + SLACK, (frozen, took)
     assert "no answer in 3s" in frozen.detail
     wait_for(
         lambda: model(server, shared)["connections"] == 0,

@@ -492,7 +492,7 @@ def test_other_process_gets_state_locked_naming_the_holder(
     pattern = rf"held by pid {holder.pid} on host \S+ since \S+Z \(apply\)"
     with pytest.raises(StateLocked, match=pattern), store.lock(operation="plan"):
         pass
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5  # at once: no lock timeout was given
     info = store.lock_info()
     assert info is not None and (info.pid, info.operation) == (holder.pid, "apply")
     release(holder)

@@ -322,7 +322,7 @@ def test_a_second_run_fails_at_once_naming_the_holder(
         store.lock(operation="plan"),
     ):
         pass
-    assert time.monotonic() - began < 2
+    assert time.monotonic() - began < 5  # at once: no lock timeout was given
     record = rows(pg_cluster, f"SELECT id, pid, operation FROM {schema_of(pg_url)}.locks")
     assert [(pid, op) for _, pid, op in record] == [(holder.pid, "apply")]
     release(holder)

@@ -89,7 +89,7 @@ def test_a_cancel_ends_a_wait_within_a_moment_and_leaves_the_count_right(
         with pytest.raises(KernelNotReady) as caught:
             client.wait_ready(slow, timeout=60, cancel=cancel)
         took = time.monotonic() - began
-        assert took < 0.5 + CANCEL_POLL + 0.5, took
+        assert took < 0.5 + CANCEL_POLL + 2, took  # far from the 60s timeout, even on a busy CI
         assert "the wait was cut short" in str(caught.value)
         assert caught.value.summary == "the wait was cut short (kernelform was stopping)"
         # The handshake the server held was left to finish, never cut: once it
