@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -151,6 +151,8 @@ def parse_url(url: str, *, schema: str | None = None) -> PostgresURL:
         split = urlsplit(url)
     except ValueError as e:
         raise StateError(f"{mask_url(url)} is not a valid PostgreSQL URL: {e}") from None
+    if _userinfo_as_libpq_reads(url) != _userinfo_as_written(split):
+        raise _unencoded()
     if split.scheme not in POSTGRES_SCHEMES:
         raise StateError(
             f"{mask_url(url)} is not a PostgreSQL URL (it must start with postgresql://)"
@@ -168,15 +170,62 @@ def parse_url(url: str, *, schema: str | None = None) -> PostgresURL:
             f"{mask_url(url)}: schema {chosen!r} is not a plain PostgreSQL name"
             " (letters, digits and _, not starting with a digit)"
         )
-    cleaned = urlunsplit(split._replace(query=urlencode(rest)))
+    # Built by hand: urlunsplit drops an empty host's "//" (postgresql:///db?host=/run).
+    cleaned = f"{split.scheme}://{split.netloc}{split.path}" + (
+        f"?{urlencode(rest)}" if rest else ""
+    )
     try:
         parsed = conninfo_to_dict(cleaned)
     except psycopg.Error as e:
         reason = " ".join(redact(str(e), url_secrets(url)).split())
         raise StateError(f"{mask_url(url)} is not a valid PostgreSQL URL: {reason}") from None
+    _check_read_alike(split, parsed)
     params = {k: str(v) for k, v in parsed.items() if k not in SECRET_PARAMS}
     secrets = {k: Secret(str(v)) for k, v in parsed.items() if k in SECRET_PARAMS}
     return PostgresURL(params=params, secrets=secrets, schema=chosen)
+
+
+def _userinfo_as_libpq_reads(url: str) -> str | None:
+    """The ``user:password`` part as libpq cuts it: up to the first ``@``, if that
+    comes before the first ``/``."""
+    rest = url.partition("://")[2]
+    at, slash = rest.find("@"), rest.find("/")
+    return rest[:at] if at != -1 and (slash == -1 or at < slash) else None
+
+
+def _userinfo_as_written(split: SplitResult) -> str | None:
+    """The ``user:password`` part as Python's URL parser cuts it: up to the last ``@``
+    of the part before the first ``/``, ``?`` or ``#``."""
+    userinfo, at, _ = split.netloc.rpartition("@")
+    return userinfo if at else None
+
+
+def _unencoded() -> StateError:
+    return StateError(
+        "the PostgreSQL state URL does not read as one URL: a user name or password in it"
+        " holds an unencoded '@', '/', '?', '#' or ':'; percent-encode them (@ as %40, / as"
+        " %2F, ? as %3F, # as %23, : as %3A), in the variable it comes from too"
+    )
+
+
+def _check_read_alike(split: SplitResult, parsed: dict[str, Any]) -> None:
+    """Refuse a URL that libpq reads otherwise than a URL parser does.
+
+    An unencoded ``@ / ? #`` in the password (``kf:ab@cd@db``) makes libpq take
+    part of it for the host or the database, and Python's parser another part:
+    the secrets kernelform hides would not be the ones that show in libpq's
+    messages. So the user and password must read the same both ways (checked on
+    the text before anything quotes the URL, then on libpq's own reading), and no
+    host, port or database may hold an ``@``. The URL is not quoted: it may hold
+    a secret.
+    """
+    query = dict(parse_qsl(split.query, keep_blank_values=True))
+    user = unquote(split.username) if split.username is not None else query.get("user")
+    password = unquote(split.password) if split.password is not None else query.get("password")
+    seen = (parsed.get("user"), parsed.get("password"))
+    odd = any("@" in str(parsed.get(key, "")) for key in ("host", "hostaddr", "port", "dbname"))
+    if (user, password) != seen or odd:
+        raise _unencoded()
 
 
 def redact(text: str, secrets: list[str]) -> str:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -115,6 +116,29 @@ def test_a_bad_url_is_one_line_without_the_password(url: str, message: str) -> N
     with pytest.raises(StateError, match=message) as caught:
         parse_url(url)
     assert "hunter2" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("mark", ["@", "/", "?", "#"])
+def test_a_password_with_an_unencoded_delimiter_is_refused_and_never_shown(mark: str) -> None:
+    """libpq cuts ``kf:Zq7X<mark>Wv9R@h`` elsewhere than a URL parser does: part of the
+    password became libpq's host or database, shown in its errors (a probe found
+    ``… at Wv9R@127.0.0.1:15432``). Refused before anything quotes the URL."""
+    password = f"Zq7X{mark}Wv9R"
+    for url in (
+        f"postgresql://kf:{password}@127.0.0.1:15432/kernelform",
+        f"postgresql://kf:{password}@127.0.0.1:15432/kernelform?schema=team&sslmode=disable",
+    ):
+        with pytest.raises(StateError, match="percent-encode them") as caught:
+            parse_url(url)
+        text = str(caught.value)
+        assert "Zq7X" not in text and "Wv9R" not in text and "\n" not in text, text
+    encoded = parse_url(f"postgresql://kf:Zq7X{quote(mark, safe='')}Wv9R@127.0.0.1/kernelform")
+    assert encoded.connect_args()["password"] == password
+
+
+def test_a_socket_url_keeps_its_empty_host() -> None:
+    parsed = parse_url("postgresql:///kernelform?host=/var/run/postgresql&schema=team")
+    assert parsed.params["host"] == "/var/run/postgresql" and parsed.schema == "team"
 
 
 def test_without_the_driver_a_url_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
