@@ -437,6 +437,10 @@ def _reconcile(
     )
     if resource is None:
         return start, None
+    if resource.server not in ctx.live and resource.server not in ctx.members:
+        # Its server was renamed or dropped: starting anew would leave the recorded
+        # kernel running with nothing tracking it.
+        raise _undeclared(resource, now_on=item.server)
     old_server = ctx.live.get(resource.server)
     kernel = old_server.kernels.get(resource.kernel_id) if old_server else None
     search = ctx.searches.get(resource.address)
@@ -512,23 +516,34 @@ def _drift(
     return None
 
 
+def _undeclared(resource: Resource, *, now_on: str | None = None) -> PlanError:
+    """A recorded kernel on a server the manifest no longer declares: nothing can reach
+    it, so nothing is planned until the user says what to do."""
+    hub = split_user_server(resource.server)
+    where = f"server {resource.server!r}"
+    if hub is not None:
+        where = f"{where} of hub {hub[0]!r}"
+    again = "server" if hub is None else "hub"
+    if now_on is None:
+        return PlanError(
+            f"{resource.address} runs on {where}, which the manifest no longer declares; "
+            f"declare the {again} again to shut the kernel down, or run "
+            f"'kernelform state rm {resource.address}' to forget it"
+        )
+    return PlanError(
+        f"{resource.address} runs on {where}, which the manifest no longer declares (it now"
+        f" puts the kernel on {now_on!r}); declare the {again} again for one apply, which"
+        f" moves the kernel, or run 'kernelform state rm {resource.address}' to forget it"
+        " (it keeps running)"
+    )
+
+
 def _retire(
     resource: Resource, manifest: Manifest, ctx: _Context, *, reason: str
 ) -> tuple[Change | None, StateUpdate | None]:
     server = ctx.live.get(resource.server)
     if server is None:
-        hub = split_user_server(resource.server)
-        where = (
-            f"server {resource.server!r}"
-            if hub is None
-            else f"server {resource.server!r} of hub {hub[0]!r}"
-        )
-        again = "server" if hub is None else "hub"
-        raise PlanError(
-            f"{resource.address} runs on {where}, which the manifest no longer declares; "
-            f"declare the {again} again to shut the kernel down, or run "
-            f"'kernelform state rm {resource.address}' to forget it"
-        )
+        raise _undeclared(resource)
     declaration = manifest.kernels.get(parse_address(resource.address).name)
     protect = declaration.keys.protect if declaration is not None else True
     change = Change(
