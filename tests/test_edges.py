@@ -116,6 +116,12 @@ def test_plan_out_dash_prints_the_plan_json_on_stdout(
     assert [c["address"] for c in document["changes"]] == ["etl"]
     assert "etl will be started" in result.err  # the plan for people goes to stderr
     assert not (project / "-").exists()
+    mixed = kf(project, jupyter, "plan", "--out", "-", "--markdown")  # two documents on stdout
+    assert mixed.code == 1 and mixed.out == "", mixed
+    assert mixed.err.splitlines() == [
+        "Error: --out - prints the plan as JSON on stdout, where --markdown would print too;"
+        " save the plan to a file (--out plan.json) beside --markdown"
+    ], mixed.err
 
 
 # -- targets -------------------------------------------------------------------------

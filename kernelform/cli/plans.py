@@ -119,6 +119,13 @@ def plan(
     from kernelform.render import render_plan
 
     output = output_of(as_json=as_json, as_markdown=as_markdown)
+    if output is Output.MARKDOWN and out is not None and str(out) == "-":
+        from kernelform.errors import KernelformError
+
+        raise KernelformError(
+            "--out - prints the plan as JSON on stdout, where --markdown would print too;"
+            " save the plan to a file (--out plan.json) beside --markdown"
+        )
     warn_clear_text(workspace)
     with workspace.locked("plan"):
         computed, live, state = workspace.plan()
