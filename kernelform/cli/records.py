@@ -183,6 +183,16 @@ def state_push(workspace: Workspace, printer: Printer, file: Path, overwrite: bo
         )
     pushed = State.from_dict(data, source=source)
     with workspace.locked("state push"):
+        name = workspace.settings.workspace
+        shared = workspace.backend.shared_with_others(name, pushed.resources.values())
+        if shared and not overwrite:
+            other, addresses = next(iter(shared.items()))
+            raise StateError(
+                f"{source} records kernels that the workspace {other} records too"
+                f" ({', '.join(addresses[:3])}{', …' if len(addresses) > 3 else ''}): two"
+                f" workspaces owning one kernel would shut it down under each other; push it"
+                f" to the workspace it came from, or pass --force to push it to {name} anyway"
+            )
         written = workspace.store.push(pushed, force=overwrite)
     emit(
         f"Pushed {source} to the state at {workspace.store.location}"

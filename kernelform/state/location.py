@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import os
 import re
+from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -27,6 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 from kernelform.errors import StateError
 from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.state.file import FileStateStore
+from kernelform.state.model import Resource
 from kernelform.state.store import StateStore
 
 DEFAULT_WORKSPACE = "default"
@@ -108,6 +110,29 @@ class Backend(abc.ABC):
 
     def _tidy(self, workspace: str) -> None:  # noqa: B027  (a default, not abstract)
         """Called after a removal, once the lock is released."""
+
+    def shared_with_others(
+        self, workspace: str, resources: Iterable[Resource]
+    ) -> dict[str, list[str]]:
+        """Per other stored workspace, the addresses of *resources* whose kernel it
+        records too (same server, same kernel id): a kernel two workspaces own would
+        be shut down by one under the other."""
+        wanted = {(r.server, r.kernel_id): r.address for r in resources}
+        shared: dict[str, list[str]] = {}
+        for name in self.stored_workspaces():
+            if name == workspace:
+                continue
+            store = self.store(name)
+            try:
+                recorded = store.read().resources.values()
+            finally:
+                store.close()
+            found = [
+                wanted[key] for key in ((r.server, r.kernel_id) for r in recorded) if key in wanted
+            ]
+            if found:
+                shared[name] = sorted(found)
+        return shared
 
     def workspaces(self, *, current: str = DEFAULT_WORKSPACE) -> list[str]:
         """Every workspace to show: the stored ones, ``default`` and *current*."""

@@ -389,6 +389,16 @@ def test_workspaces_are_isolated(env: Env, backend: str) -> None:
     assert b_first.code == 0, b_first
     assert b_first.err.count(fresh) == 1 and f"{where_b} {fresh}" in b_first.err, b_first
     assert fresh not in kf("plan", "-w", "b").err  # b exists now
+    pulled = directory / "a.json"
+    pulled.write_text(kf("state", "pull", "-w", "a").out)
+    copied = kf("state", "push", str(pulled), "-w", "c")  # a's kernel, owned twice
+    assert copied.code == 1, copied
+    assert copied.err.splitlines() == [
+        f"Error: {pulled} records kernels that the workspace a records too (solo): two"
+        " workspaces owning one kernel would shut it down under each other; push it to the"
+        " workspace it came from, or pass --force to push it to c anyway"
+    ], copied.err
+    assert "c" not in kf("workspace", "list").out.split()
     a_ids = [r["kernel_id"] for r in kf("state", "list", "-w", "a", "--json").json()]
     b_ids = [r["kernel_id"] for r in kf("state", "list", "-w", "b", "--json").json()]
     assert len(a_ids) == len(b_ids) == 1 and a_ids != b_ids
