@@ -352,14 +352,18 @@ def execute(
     def finished(outcome: Outcome) -> None:
         outcomes.append(outcome)
         on_outcome(outcome)
-        if outcome.change.action is not Action.SERVER_START:
-            return
-        queued = held.pop(outcome.change.server, [])
+        done = outcome.change
+        key = _after_server(done.server) if done.action is Action.SERVER_START else done.address
+        queued = held.pop(key, [])
         if outcome.ok:
             pending.extend(queued)
             return
         for change in queued:
-            finished(_not_run(change, f"its server {change.server} did not start"))
+            if done.action is Action.SERVER_START:
+                why = f"its server {change.server} did not start"
+            else:
+                why = f"{done.address} did not get ready, so this older kernel is kept"
+            finished(_not_run(change, why))
 
     with (
         ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool,
@@ -407,19 +411,46 @@ def execute(
 
 
 def _order(changes: Iterable[Change]) -> tuple[list[Change], dict[str, list[Change]]]:
-    """What can run now (server starts first), and what waits for a server to start."""
+    """What can run now (server starts first), and what waits for another change:
+    kernels for their server to start (held under ``_after_server(NAME)``), and the
+    shutdown of a deposed kernel (``ADDRESS~deposed``) for the change that makes
+    ``ADDRESS`` ready again (held under that address): were it to fail, the old
+    kernel would be the only one left."""
     changes = list(changes)
     starting = {c.server for c in changes if c.action is Action.SERVER_START}
+    renewed = {c.address for c in changes if c.action in _RENEWING}
     ready = [c for c in changes if c.action is Action.SERVER_START]
     held: dict[str, list[Change]] = {}
     for change in changes:
         if change.action is Action.SERVER_START:
             continue
-        if change.server in starting:
-            held.setdefault(change.server, []).append(change)
+        successor = _successor(change)
+        if successor is not None and successor in renewed:
+            held.setdefault(successor, []).append(change)
+        elif change.server in starting:
+            held.setdefault(_after_server(change.server), []).append(change)
         else:
             ready.append(change)
     return ready, held
+
+
+# The changes after which the kernel at their address is ready again, and until which
+# a deposed kernel may be the only working one. Not a replace: it keeps the current
+# kernel until the new one is ready, and needs the ~deposed record free to do so.
+_RENEWING = frozenset({Action.START, Action.RESTART})
+
+
+def _successor(change: Change) -> str | None:
+    """For the shutdown of a deposed kernel, the address its replacement holds."""
+    if change.action is not Action.SHUTDOWN or not change.managed:
+        return None  # an unmanaged kernel's "address" is SERVER/ID, not an address
+    address = parse_address(change.address)
+    return str(address.base) if address.deposed else None
+
+
+def _after_server(server: str) -> str:
+    """The key under which changes wait for *server* to start (never an address)."""
+    return f"server start {server}"
 
 
 def _not_run(change: Change, why: str) -> Outcome:

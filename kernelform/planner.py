@@ -189,7 +189,7 @@ def make_plan(
             updates.extend([update] if update else [])
             continue
         reason = (
-            "left over from an interrupted replace"
+            "left over from a replace that did not finish"
             if parse_address(resource.address).deposed
             else "no longer declared"
         )

@@ -120,6 +120,40 @@ def test_failing_setup_fails_the_action_and_taints_the_kernel(
     assert "etl will be restarted: tainted: setup failed: RuntimeError" in plan.out, plan.out
 
 
+def test_the_kernel_a_failed_replace_kept_outlives_every_failed_retry(
+    workdir: Path, jupyter: JupyterServer
+) -> None:
+    """A replace whose new kernel fails its setup keeps the old one (``etl~deposed``).
+    The next apply restarts the tainted new one and shuts the old one down: only once
+    the restart is ready, or the last working kernel would go (a probe saw both run
+    at once, and the reason say 'interrupted' for a replace that failed)."""
+    (jupyter.root / "a").mkdir(exist_ok=True)
+    (jupyter.root / "b").mkdir(exist_ok=True)
+    write_manifest(workdir, jupyter, "  etl: {spec: python3, cwd: a}\n")
+    assert kf(workdir, jupyter, "apply", "--auto-approve").code == 0
+    old = resources(workdir)["etl"]["kernel_id"]
+    broken = "  etl: {spec: python3, cwd: b, setup: \"raise RuntimeError('no warehouse')\"}\n"
+    write_manifest(workdir, jupyter, broken)
+    failed = kf(workdir, jupyter, "apply", "--auto-approve")
+    assert failed.code == 1 and resources(workdir)["etl~deposed"]["kernel_id"] == old, failed
+    plan = kf(workdir, jupyter, "plan")
+    assert "etl~deposed will be shut down: left over from a replace that did not finish" in (
+        plan.out
+    ), plan.out
+
+    again = kf(workdir, jupyter, "apply", "--auto-approve")  # the setup still raises
+    assert again.code == 1, again
+    assert "not run: etl did not get ready, so this older kernel is kept" in again.out, again
+    assert resources(workdir)["etl~deposed"]["kernel_id"] == old
+    assert old in jupyter.kernel_ids()
+
+    write_manifest(workdir, jupyter, "  etl: {spec: python3, cwd: b, setup: 'x = 1'}\n")
+    fixed = kf(workdir, jupyter, "apply", "--auto-approve")
+    assert fixed.code == 0, fixed
+    assert set(resources(workdir)) == {"etl"}
+    jupyter.wait_gone(old)
+
+
 def test_a_kernel_that_never_answers_fails_within_the_wait_timeout(
     workdir: Path, jupyter: JupyterServer
 ) -> None:
