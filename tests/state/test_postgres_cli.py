@@ -232,7 +232,8 @@ def test_the_database_stopped_mid_apply_loses_no_kernel(env: Env) -> None:
     result = apply_with_the_database_stopped(
         env, directory, pause_at="after-start:2", args=("--parallelism", "1")
     )
-    (line,) = result.err.splitlines()
+    fresh, line = result.err.splitlines()  # a new workspace: the first run says so
+    assert fresh.startswith("Warning: there is no state at postgresql://"), fresh
     assert line.startswith("Error: the state could not be written to postgresql://"), line
     assert "lost the connection to the PostgreSQL state at 127.0.0.1:" in line
     match = re.search(
@@ -258,7 +259,8 @@ def test_the_lock_lost_after_the_last_write_is_reported(env: Env) -> None:
     # Paused once the start is recorded: nothing more to write.
     result = apply_with_the_database_stopped(env, directory, pause_at="after-state-write:2")
     assert "+ solo: started kernel" in result.out
-    (line,) = result.err.splitlines()
+    fresh, line = result.err.splitlines()
+    assert fresh.startswith("Warning: there is no state at postgresql://"), fresh
     assert line.startswith(
         f"Error: lost the connection to the PostgreSQL state at 127.0.0.1:{env.cluster.port}"
     ), line
