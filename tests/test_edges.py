@@ -191,6 +191,13 @@ def test_answers_are_read_from_a_pipe(project: Path, jupyter: JupyterServer) -> 
     assert cancelled.code == 1, cancelled
     assert "Destroy cancelled; nothing was changed." in cancelled.out
     assert "Apply cancelled" not in cancelled.out
+    assert "Only 'yes' is accepted" not in cancelled.out  # 'no' means no
+    almost = kf(project, jupyter, "destroy", stdin="y\n")  # what `yes | kernelform` pipes
+    assert almost.code == 1, almost
+    assert (
+        "Destroy cancelled; nothing was changed. Only 'yes' is accepted; the answer was 'y'."
+        in almost.out
+    ), almost.out
     refused = kf(project, jupyter, "destroy")
     assert refused.code == 1 and refused.err.splitlines() == [
         "Error: no terminal to ask for confirmation and no answer on stdin; pass"

@@ -471,7 +471,11 @@ def confirm(
             raise
     else:
         answer = piped_answer(flag=flag, doing=doing)
-    if answer.strip() != "yes":
+    given = answer.strip()
+    if given != "yes":
+        if given.lower().startswith("y"):  # 'y' (from `yes |`), 'Yes': say why not
+            shown = given if len(given) <= 20 else given[:20] + "…"
+            cancelled = f"{cancelled} Only 'yes' is accepted; the answer was {shown!r}."
         emit(cancelled)
         raise Exit(EXIT_ERROR)
 
