@@ -106,6 +106,11 @@ class FileStateStore(StateStore):
     def _load(self) -> State | None:
         try:
             snapshot = _read_bytes(self.path)
+        except IsADirectoryError as e:
+            raise StateError(
+                f"the state at {self.path} is a directory; name a file in it, such as"
+                f" {self.path / 'state.json'}"
+            ) from e
         except OSError as e:
             raise StateError(f"cannot read the state at {self.path}: {e.strerror or e}") from e
         if snapshot is None:

@@ -74,6 +74,16 @@ def test_read_of_missing_file_creates_nothing(store: FileStateStore, path: Path)
     assert not path.parent.exists()
 
 
+def test_a_directory_named_as_the_state_says_to_name_a_file(tmp_path: Path) -> None:
+    store = FileStateStore(tmp_path)  # --state DIR: a probe got "Is a directory", no way out
+    with pytest.raises(StateError) as caught:
+        store.read()
+    assert str(caught.value) == (
+        f"the state at {tmp_path} is a directory; name a file in it, such as"
+        f" {tmp_path / 'state.json'}"
+    )
+
+
 def test_write_then_read_round_trip(store: FileStateStore) -> None:
     state = new_state().with_resource(resource()).with_resource(resource("etl[0]", pending=True))
     written = store.write(state)
