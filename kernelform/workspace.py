@@ -545,11 +545,13 @@ class Workspace:
                 f"kernel {kernel_id} runs spec {kernel.name!r} but {address} declares "
                 f"{item.recipe.spec!r}; import a kernel of that spec, or change the manifest"
             )
+        # The setup code never ran in a kernel started elsewhere: recorded as absent,
+        # the next plan restarts it with "setup changed", and the setup runs then.
         resource = Resource(
             address=declared,
             server=item.server,
             kernel_id=kernel.id,
-            recipe=item.recipe,
+            recipe=replace(item.recipe, setup=None),
             started_at=self.clock(),
         )
         self.store.write(state.with_resource(resource))

@@ -169,6 +169,29 @@ def test_state_push_names_a_saved_plan_and_the_force_option(
     assert set(state_of(tmp_path)["resources"]) == {"etl[0]"}
 
 
+def test_an_imported_kernel_gets_its_setup_code_at_the_next_apply(
+    tmp_path: Path, jupyter: JupyterServer
+) -> None:
+    """The setup code never ran in a kernel started elsewhere: import recorded it as
+    run, and the next plan said 'No changes' (a probe found it)."""
+    (jupyter.root / "work").mkdir(exist_ok=True)
+    write_manifest(tmp_path, jupyter, "  etl: {spec: python3, cwd: work, setup: 'KF_SET = 7'}\n")
+    kernel = jupyter.start_kernel()["id"]
+    imported = kf(tmp_path, jupyter, "import", "etl", kernel)
+    assert imported.code == 0 and imported.out == f"Imported kernel {kernel} as etl.\n"
+    assert imported.err.splitlines() == [
+        "Warning: the setup code of etl has not run in this kernel: the next apply restarts"
+        " it to run it",
+        "Warning: kernelform cannot see a running kernel's working directory: it records the"
+        " declared cwd 'work' for etl without checking it",
+    ], imported.err
+    plan = kf(tmp_path, jupyter, "plan")
+    assert "etl will be restarted: setup changed" in plan.out, plan.out
+    assert kf(tmp_path, jupyter, "apply", "--auto-approve").code == 0
+    assert jupyter.run_code(kernel, "KF_SET") == 7
+    assert "No changes" in kf(tmp_path, jupyter, "plan").out
+
+
 def test_import_reads_an_address_as_a_target_does(tmp_path: Path, jupyter: JupyterServer) -> None:
     write_manifest(tmp_path, jupyter, "  etl: {spec: python3, count: 2}\n  web: {spec: python3}\n")
     kernel = jupyter.start_kernel()["id"]

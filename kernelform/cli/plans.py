@@ -433,6 +433,17 @@ def import_(workspace: Workspace, printer: Printer, address: str, kernel_id: str
     with workspace.locked("import"):
         resource = workspace.import_kernel(address, kernel_id)
     emit(f"Imported kernel {resource.kernel_id} as {resource.address}.")
+    declared = {d.address: d for d in workspace.desired()}.get(resource.address)
+    if declared is not None and declared.recipe.setup is not None:
+        warn(
+            f"the setup code of {resource.address} has not run in this kernel: the next apply"
+            " restarts it to run it"
+        )
+    if declared is not None and declared.recipe.cwd is not None:
+        warn(
+            f"kernelform cannot see a running kernel's working directory: it records the"
+            f" declared cwd {declared.recipe.cwd!r} for {resource.address} without checking it"
+        )
 
 
 @cli.command()
