@@ -417,7 +417,8 @@ class HttpClient:
         """Turn an error (or unfollowed redirect) answer into a ``ClientError``."""
         status = response.status_code
         if status in (401, 403):
-            raise AuthError(f"not authenticated (HTTP {status})", server=self.server)
+            sent = "" if self._token else ": no token was sent (it is empty)"
+            raise AuthError(f"not authenticated (HTTP {status}){sent}", server=self.server)
         if response.is_redirect:
             where = self._clean(urlsplit(response.headers.get("Location", "")).path)
             raise ServerError(

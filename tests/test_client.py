@@ -315,7 +315,8 @@ def test_empty_token(jupyter: JupyterServer) -> None:
             client.start_kernel()
     for info in (get_info, post_info):
         text = _check_message(info.value, jupyter.url, jupyter.token)
-        assert info.value.remedy is Remedy.CHECK_TOKEN and "not authenticated" in text
+        assert info.value.remedy is Remedy.CHECK_TOKEN
+        assert "not authenticated (HTTP 403): no token was sent (it is empty)" in text, text
         assert "xsrf" not in text.lower()
     assert jupyter.kernel_ids() == set()
 
