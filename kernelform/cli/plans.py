@@ -354,7 +354,8 @@ def for_saved_plan(settings: Settings, saved: KfPlan, plan_file: Path) -> Settin
 
 def warn_new_state(workspace: Workspace, computed: KfPlan, state: State) -> None:
     """Say when kernels would start against a state that does not exist yet, at a place
-    the user named (``--state``, ``KERNELFORM_STATE``, ``state:``, ``--workspace``).
+    the user named (``--state``, ``KERNELFORM_STATE``, ``state:``, ``--workspace``):
+    for plan, apply and status.
 
     A typo there gives a fresh, empty state: every kernel plans as new, and applying
     starts twins of kernels that the intended state owns. The default place stays
@@ -461,6 +462,7 @@ def status(workspace: Workspace, printer: Printer, as_json: bool) -> None:
 
     warn_clear_text(workspace)
     computed, live, state = workspace.observe()
+    warn_new_state(workspace, computed, state)
     warn_unchecked_dirs(live)
     rows = status_rows(workspace.desired(), state, live, computed)
     now = workspace.clock()

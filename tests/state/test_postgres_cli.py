@@ -391,6 +391,8 @@ def test_workspaces_are_isolated(env: Env, backend: str) -> None:
     assert b_first.code == 0, b_first
     assert b_first.err.count(fresh) == 1 and f"{where_b} {fresh}" in b_first.err, b_first
     assert fresh not in kf("plan", "-w", "b").err  # b exists now
+    mistyped = kf("status", "-w", "bb")  # status says it too
+    assert mistyped.code == 0 and mistyped.err.count(fresh) == 1, mistyped
     pulled = directory / "a.json"
     pulled.write_text(kf("state", "pull", "-w", "a").out)
     copied = kf("state", "push", str(pulled), "-w", "c")  # a's kernel, owned twice
