@@ -65,6 +65,7 @@ from kernelform.errors import (
     ConnectError,
     KernelNotFound,
     KernelNotReady,
+    RequestTimeout,
     SetupFailed,
     shorten,
 )
@@ -81,6 +82,7 @@ CANCEL_POLL = 0.2  # seconds between two looks at a cancel request during a wait
 TRACEBACK_LINES = 12  # lines of a failed setup's traceback kept on the error
 
 DEAD_HINT = "check its kernelspec and the server's log"
+GONE_HINT = "the server itself stopped answering: check that it runs, then apply again"
 TIMEOUT_HINT = "raise its ready_timeout, or check the kernel and the server's log"
 CANCELLED = "the wait was cut short (kernelform was stopping)"
 CANCELLED_HINT = "it stays recorded, as tainted: the next apply restarts it"
@@ -271,6 +273,7 @@ class _Watch(threading.Thread):
         self.state: str | None = None  # the last execution_state seen
         self.reason: str | None = None  # the server's reason, when it gave one
         self.death: str | None = None  # why the kernel is known to be dead
+        self.unreachable = False  # the last look found the server itself gone
         self._stopped = threading.Event()
         self._link: _Link | None = None
         self._lock = threading.Lock()
@@ -289,9 +292,14 @@ class _Watch(threading.Thread):
         except KernelNotFound:
             self.died("the server no longer knows it (it died at start, or was shut down)")
             return
+        except (ConnectError, RequestTimeout) as e:
+            log.debug("watching %s: %s", self.kernel_id, e)
+            self.unreachable = True
+            return
         except ClientError as e:
             log.debug("watching %s: %s", self.kernel_id, e)
             return
+        self.unreachable = False
         self.state = kernel.execution_state
         self.reason = kernel.reason or self.reason
         if kernel.execution_state == "dead":
@@ -336,7 +344,8 @@ class _Wait:
                 self.watch.look()  # the link broke: was it the kernel dying?
             if self.watch.death is not None:
                 raise self.error(self.watch.death, DEAD_HINT) from None
-            raise self.error(f"the connection failed: {e.detail}", DEAD_HINT) from None
+            hint = GONE_HINT if self.watch.unreachable else DEAD_HINT
+            raise self.error(f"the connection failed: {e.detail}", hint) from None
         except _Cancelled:
             raise self.error(CANCELLED, CANCELLED_HINT) from None
         except TimeoutError:

@@ -14,9 +14,11 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -255,6 +257,28 @@ def test_a_kernel_that_never_answers_times_out(server: JupyterServer, kf: Jupyte
     assert "no answer in 3s" in text and "last execution_state: starting" in text, text
     assert model(server, kernel_id)["connections"] == 0
     server.shutdown_kernel(kernel_id)
+
+
+def test_a_server_that_dies_during_a_wait_is_named_not_the_kernelspec(
+    tmp_path: Path,
+) -> None:
+    """The server killed while a kernel warmed up: the websocket breaks and the REST
+    look fails too. The hint said to check the kernelspec (a probe found it)."""
+    doomed = launch(tmp_path / "doomed")
+    try:
+        write_kernelspec(doomed.data_dir, "slow", SLOW_SPEC)  # 4 s before it answers
+        kernel_id = doomed.start_kernel("slow")["id"]
+        threading.Timer(1.0, doomed.stop).start()
+        with (
+            JupyterClient(doomed.url, doomed.token, backoff=0, retries=0) as client,
+            pytest.raises(KernelNotReady) as caught,
+        ):
+            wait_ready(client, kernel_id, timeout=30)
+        text = str(caught.value)
+        assert "the server itself stopped answering: check that it runs" in text, text
+        assert "kernelspec" not in text, text
+    finally:
+        doomed.stop()
 
 
 def test_a_handshake_given_up_is_closed_cleanly_later(
