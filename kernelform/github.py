@@ -104,33 +104,42 @@ def workflow_command(
     return f"{head}::{escape_data(message)}"
 
 
-def workspace_path(file: str, *, workspace: Path | None, cwd: Path) -> str:
+def workspace_path(file: str, *, workspace: Path | None, cwd: Path) -> str | None:
     """*file* (as kernelform names it, relative to *cwd*) relative to the workspace,
-    with ``/`` separators, as annotations need; unchanged if outside it."""
+    with ``/`` separators, as annotations need; None if it lies outside the workspace,
+    where GitHub cannot attach an annotation to it."""
     if workspace is None:
         return file
     absolute = Path(os.path.normpath(cwd / file))
     try:
         relative = absolute.relative_to(Path(os.path.normpath(workspace)))
     except ValueError:
-        return file
+        return None
     return relative.as_posix()
 
 
 def problem_commands(
     problems: Iterable[Problem], *, workspace: Path | None, cwd: Path
 ) -> list[str]:
-    """One ``::error`` line per manifest problem, located in the workspace."""
-    return [
-        workflow_command(
-            Annotation.ERROR,
-            problem.message,
-            file=workspace_path(problem.file, workspace=workspace, cwd=cwd),
-            line=problem.line,
-            col=problem.col,
-        )
-        for problem in problems
-    ]
+    """One ``::error`` line per manifest problem, located in the workspace (a file
+    outside it is named in the message instead, as ``FILE:LINE:COL:``)."""
+    commands = []
+    for problem in problems:
+        where = workspace_path(problem.file, workspace=workspace, cwd=cwd)
+        if where is None:
+            message = f"{problem.file}:{problem.line}:{problem.col}: {problem.message}"
+            commands.append(workflow_command(Annotation.ERROR, message))
+        else:
+            commands.append(
+                workflow_command(
+                    Annotation.ERROR,
+                    problem.message,
+                    file=where,
+                    line=problem.line,
+                    col=problem.col,
+                )
+            )
+    return commands
 
 
 def append_step_summary(path: Path, markdown: str) -> None:

@@ -45,11 +45,16 @@ def test_paths_relative_to_the_workspace(tmp_path: Path) -> None:
     )
     assert workspace_path("../x.yaml", workspace=workspace, cwd=cwd) == "x.yaml"
     outside = str(tmp_path / "elsewhere.yaml")
-    assert workspace_path(outside, workspace=workspace, cwd=cwd) == outside
+    assert workspace_path(outside, workspace=workspace, cwd=cwd) is None
+    assert workspace_path("../../x.yaml", workspace=workspace, cwd=cwd) is None
     assert workspace_path("a.yaml", workspace=None, cwd=cwd) == "a.yaml"
-    problems = [Problem("kernelform.yaml", 4, 7, "count must be an integer, got 'two'")]
+    problems = [
+        Problem("kernelform.yaml", 4, 7, "count must be an integer, got 'two'"),
+        Problem("../../broken.yaml", 2, 3, "unknown key 'spek'"),  # a probe's ::error file=../
+    ]
     assert problem_commands(problems, workspace=workspace, cwd=cwd) == [
-        "::error file=infra/kernelform.yaml,line=4,col=7::count must be an integer, got 'two'"
+        "::error file=infra/kernelform.yaml,line=4,col=7::count must be an integer, got 'two'",
+        "::error::../../broken.yaml:2:3: unknown key 'spek'",
     ]
 
 
