@@ -32,9 +32,7 @@ def report_document(report: Report, plan: Plan) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "destroy": plan.destroy,
         "manifest": {"path": plan.manifest_path, "digest": plan.manifest_digest},
-        "actions": [
-            {**outcome.to_dict(), "reason": outcome.change.reason} for outcome in report.outcomes
-        ],
+        "actions": [outcome.to_dict() for outcome in report.outcomes],
         "blocked": [change.to_dict() for change in report.blocked],
         "state_updates": [update.to_dict() for update in plan.updates],
         "summary": summary,

@@ -74,7 +74,9 @@ class TextLog(_Log):
         )
 
     def action_finished(self, number: int, outcome: Outcome, at: datetime) -> None:
-        self.say(at, "".join(segment.text for segment in outcome_line(outcome)))
+        """The apply's line, and why (a watch acts unasked: its log says what it healed)."""
+        line = "".join(segment.text for segment in outcome_line(outcome))
+        self.say(at, f"{line} ({outcome.change.reason})" if outcome.change.reason else line)
 
     def cycle_finished(self, end: CycleEnd) -> None:
         assert end.plan is not None and end.report is not None

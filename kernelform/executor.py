@@ -105,6 +105,7 @@ class Outcome:
             "seconds": round(self.seconds, 3),
             "ready_seconds": None if self.ready_seconds is None else round(self.ready_seconds, 3),
             "error": self.error,
+            "reason": self.change.reason,
         }
 
 

@@ -122,7 +122,7 @@ def test_a_server_that_stops_and_comes_back_gets_its_kernels_again(
     assert server.kernel_ids() == set(after.values())
     assert not set(after.values()) & set(before.values())
     starts = [e for e in watch.events()[seen - 3 : seen] if e["event"] == "action"]
-    assert {(e["address"], e["action"], e["ok"]) for e in starts} == {
-        ("a", "start", True),
-        ("b", "start", True),
+    assert {(e["address"], e["action"], e["ok"], e["reason"]) for e in starts} == {
+        ("a", "start", True, "vanished from the server"),
+        ("b", "start", True, "vanished from the server"),
     }

@@ -53,6 +53,7 @@ def test_restores_a_kernel_shut_down_behind_its_back_and_follows_edits(
     text = "\n".join(watch.out)
     assert f"- a: shut down kernel {second}" in text
     assert f"+ b[0]: started kernel {ids['b[0]']}" in text
+    assert "(no longer declared)" in text and "(new)" in text  # why the watch acted
     assert all(STAMP.match(line) for line in watch.out), watch.out
     # Quiet while in sync: no line for the cycles that found nothing to do.
     assert not any("in sync" in line for line in watch.out[1:]), watch.out
