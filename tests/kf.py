@@ -2,6 +2,7 @@
 
 Each call is a fresh ``python -m kernelform`` process, so exit statuses,
 stdout/stderr separation and the absence of tracebacks are what a user sees.
+``run_main`` runs it in this process instead, for tests that patch what it calls.
 When the environment asks for a fault (``KERNELFORM_CRASH_AT``/``_FAIL_AT``),
 the process is ``python -m tests.crashing`` instead: the same command line,
 with fault hooks (see tests/crashing.py).
@@ -17,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from kernelform.cli import main
 from tests.live_jupyter import JupyterServer
 
 FAULT_ENV = ("KERNELFORM_CRASH_AT", "KERNELFORM_FAIL_AT")
@@ -65,6 +69,15 @@ def run(
     result = Result(process.returncode, process.stdout, process.stderr)
     assert TRACEBACK not in result.out + result.err, result
     return result
+
+
+def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``kernelform ARGV`` in this process: its exit status, stdout and stderr."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    captured = capsys.readouterr()
+    code = exited.value.code
+    return (code if isinstance(code, int) else 1), captured.out, captured.err
 
 
 def write_manifest(

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from kernelform.cli import main
-from tests.kf import TRACEBACK, run
+from tests.kf import TRACEBACK, run, run_main
 from tests.manifests import BrokenCase, broken_cases
 
 CASES = broken_cases()
@@ -30,14 +29,6 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("a broken manifest made kernelform contact a server")
 
     monkeypatch.setattr(requests.Session, "request", refuse)
-
-
-def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-    captured = capsys.readouterr()
-    code = exited.value.code
-    return (code if isinstance(code, int) else 1), captured.out, captured.err
 
 
 def test_the_corpus_is_big_enough() -> None:

@@ -15,17 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from kernelform.cli import main
-from tests.kf import Result, run, server_env, state_of, write_manifest
+from tests.kf import Result, run, run_main, server_env, state_of, write_manifest
 from tests.live_jupyter import JupyterServer
-
-
-def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-    captured = capsys.readouterr()
-    code = exited.value.code
-    return (code if isinstance(code, int) else 1), captured.out, captured.err
 
 
 def one_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

@@ -13,19 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from kernelform.cli import main
-from tests.kf import run
+from tests.kf import run, run_main
 from tests.live_jupyter import free_port
 
 SECRET = "tök€n-secret"
-
-
-def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-    captured = capsys.readouterr()
-    code = exited.value.code
-    return (code if isinstance(code, int) else 1), captured.out, captured.err
 
 
 def one_error(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
