@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from kernelform.errors import StateError
 from kernelform.hooks import NO_HOOKS, Hooks
@@ -322,6 +322,13 @@ def mask_url(url: str) -> str:
         return "the state URL"
 
 
+def written_userinfo(split: SplitResult) -> str | None:
+    """The ``user:password`` part of a URL as Python's parser cuts it: up to the last
+    ``@`` of the part before the first ``/``, ``?`` or ``#``; None without one."""
+    userinfo, at, _ = split.netloc.rpartition("@")
+    return userinfo if at else None
+
+
 def url_secrets(location: str) -> list[str]:
     """Every secret spelled in *location* (a URL), as written and decoded, for redaction."""
     found: list[str] = []
@@ -329,8 +336,8 @@ def url_secrets(location: str) -> list[str]:
         split = urlsplit(location)
     except ValueError:
         return []
-    auth, at, _ = split.netloc.rpartition("@")
-    if at and ":" in auth:
+    auth = written_userinfo(split)
+    if auth is not None and ":" in auth:
         raw = auth.partition(":")[2]
         found += [raw, unquote(raw)]
     for key, value in parse_qsl(split.query, keep_blank_values=True):

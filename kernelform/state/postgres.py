@@ -69,7 +69,13 @@ from psycopg.types.json import Jsonb
 from kernelform.errors import StaleState, StateCorrupt, StateError, StateUnavailable
 from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.masking import Redactor, Secret
-from kernelform.state.location import POSTGRES_SCHEMES, SECRET_PARAMS, mask_url, url_secrets
+from kernelform.state.location import (
+    POSTGRES_SCHEMES,
+    SECRET_PARAMS,
+    mask_url,
+    url_secrets,
+    written_userinfo,
+)
 from kernelform.state.model import LockInfo, Resource, State
 from kernelform.state.store import StateStore, new_lock_info
 
@@ -151,7 +157,7 @@ def parse_url(url: str, *, schema: str | None = None) -> PostgresURL:
         split = urlsplit(url)
     except ValueError as e:
         raise StateError(f"{mask_url(url)} is not a valid PostgreSQL URL: {e}") from None
-    if _userinfo_as_libpq_reads(url) != _userinfo_as_written(split):
+    if _userinfo_as_libpq_reads(url) != written_userinfo(split):
         raise _unencoded()
     if split.scheme not in POSTGRES_SCHEMES:
         raise StateError(
@@ -191,13 +197,6 @@ def _userinfo_as_libpq_reads(url: str) -> str | None:
     rest = url.partition("://")[2]
     at, slash = rest.find("@"), rest.find("/")
     return rest[:at] if at != -1 and (slash == -1 or at < slash) else None
-
-
-def _userinfo_as_written(split: SplitResult) -> str | None:
-    """The ``user:password`` part as Python's URL parser cuts it: up to the last ``@``
-    of the part before the first ``/``, ``?`` or ``#``."""
-    userinfo, at, _ = split.netloc.rpartition("@")
-    return userinfo if at else None
 
 
 def _unencoded() -> StateError:
