@@ -510,8 +510,9 @@ class Workspace:
             launchers=self.launchers(plan),
         )
 
-    def import_kernel(self, address: str, kernel_id: str) -> Resource:
-        """Adopt a running kernel for a declared address (on a hub: ``NAME@USER``)."""
+    def import_kernel(self, address: str, kernel_id: str) -> tuple[Resource, Desired]:
+        """Adopt a running kernel for a declared address (on a hub: ``NAME@USER``);
+        returns the record and the declaration it was imported for."""
         try:
             parse_target(address)
         except ValueError as e:
@@ -555,7 +556,7 @@ class Workspace:
             started_at=self.clock(),
         )
         self.store.write(state.with_resource(resource))
-        return resource
+        return resource, item
 
     def forget(self, addresses: tuple[str, ...]) -> list[Resource]:
         """Remove addresses (or all a base address covers) from the state, kernels untouched."""

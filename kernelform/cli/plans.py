@@ -119,7 +119,8 @@ def plan(
     from kernelform.render import render_plan
 
     output = output_of(as_json=as_json, as_markdown=as_markdown)
-    if output is Output.MARKDOWN and out is not None and str(out) == "-":
+    to_stdout = out is not None and str(out) == "-"
+    if output is Output.MARKDOWN and to_stdout:
         from kernelform.errors import KernelformError
 
         raise KernelformError(
@@ -132,7 +133,6 @@ def plan(
     warn_new_state(workspace, computed, state)
     warn_targeting(computed.targets)
     warn_unchecked_dirs(live)
-    to_stdout = out is not None and str(out) == "-"
     if out is not None and not to_stdout:
         save_plan(computed, out)
     markdown = render_plan_markdown(computed)
@@ -432,15 +432,14 @@ def destroy(
 def import_(workspace: Workspace, printer: Printer, address: str, kernel_id: str) -> None:
     """Adopt the running kernel KERNEL_ID for the declared ADDRESS."""
     with workspace.locked("import"):
-        resource = workspace.import_kernel(address, kernel_id)
+        resource, declared = workspace.import_kernel(address, kernel_id)
     emit(f"Imported kernel {resource.kernel_id} as {resource.address}.")
-    declared = {d.address: d for d in workspace.desired()}.get(resource.address)
-    if declared is not None and declared.recipe.setup is not None:
+    if declared.recipe.setup is not None:
         warn(
             f"the setup code of {resource.address} has not run in this kernel: the next apply"
             " restarts it to run it"
         )
-    if declared is not None and declared.recipe.cwd is not None:
+    if declared.recipe.cwd is not None:
         warn(
             f"kernelform cannot see a running kernel's working directory: it records the"
             f" declared cwd {declared.recipe.cwd!r} for {resource.address} without checking it"
