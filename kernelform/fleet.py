@@ -4,7 +4,8 @@ A kernel declared with ``hub: campus`` runs on the default server of every
 user the hub ``campus`` selects (``groups:`` members and ``users:``, or every
 user). Only the hub knows who they are and whose server runs, so this module
 asks it (``resolve_fleets``, I/O) and hands the planner plain frozen
-``Fleet`` objects: for each hub, its members with their server's status and
+``Fleet`` objects (``kernelform.membership``, which the planner imports
+instead of this module): for each hub, its members with their server's status and
 whether they are selected. A member's server is named ``HUB@USER``; once
 running, it is read and planned like any other server (a
 ``kernelform.hub.UserServerClient`` is a ``KernelServer``).
@@ -22,88 +23,26 @@ small hub makes that cheaper and the token may list users.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from kernelform.errors import MissingScope, UnknownOnHub
 from kernelform.facts import in_parallel
-from kernelform.hub import HubClient, HubUser, ServerStatus, UserServerClient
-from kernelform.manifest import HubConfig, Manifest, split_user_server, user_server
+from kernelform.hub import HubClient, HubUser, UserServerClient
+from kernelform.manifest import HubConfig, Manifest, split_user_server
+from kernelform.membership import Fleet, ServerStatus
 from kernelform.state import State
 
 __all__ = [
-    "Fleet",
-    "Member",
-    "ServerStatus",
     "UserServerLauncher",
     "hubs_in_use",
-    "members_of",
     "recorded_users",
     "resolve_fleets",
 ]
 
 FEW_USERS = 8
 """Up to this many selected users are read one by one; more, from the user list."""
-
-
-@dataclass(frozen=True)
-class Member:
-    """One user of a hub's fleet: their server's name and status, and whether selected."""
-
-    user: str
-    server: str
-    status: ServerStatus
-    selected: bool = True
-
-    @property
-    def running(self) -> bool:
-        return self.status is ServerStatus.RUNNING
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "user": self.user,
-            "server": self.server,
-            "status": self.status.value,
-            "selected": self.selected,
-        }
-
-
-@dataclass(frozen=True)
-class Fleet:
-    """One hub's members, and the hub settings the planner needs."""
-
-    hub: str
-    members: tuple[Member, ...] = ()
-    start_servers: bool = False
-    prune: bool = False
-
-    def selected_users(self) -> list[str]:
-        return [m.user for m in self.members if m.selected]
-
-    @classmethod
-    def build(
-        cls,
-        hub: str,
-        statuses: Mapping[str, ServerStatus | str],
-        *,
-        departed: Mapping[str, ServerStatus | str] | None = None,
-        start_servers: bool = False,
-        prune: bool = False,
-    ) -> Fleet:
-        """A fleet from user → status (selected) and *departed* user → status (not)."""
-        members = [
-            Member(user, user_server(hub, user), ServerStatus(status), selected)
-            for selected, group in ((True, statuses), (False, departed or {}))
-            for user, status in group.items()
-        ]
-        return cls(hub, tuple(members), start_servers=start_servers, prune=prune)
-
-
-def members_of(fleets: Mapping[str, Fleet]) -> dict[str, list[str]]:
-    """Each hub's selected users, for ``Manifest.desired``."""
-    return {hub: fleet.selected_users() for hub, fleet in fleets.items()}
 
 
 def recorded_users(state: State) -> dict[str, list[str]]:
@@ -220,7 +159,3 @@ class UserServerLauncher:
         left = self.timeout.total_seconds() - (time.monotonic() - began)
         self.client.wait_until_answering(timeout=max(left, 5.0))
 
-
-def fleet_servers(fleets: Iterable[Fleet]) -> dict[str, Member]:
-    """Every member by server name, across fleets."""
-    return {m.server: m for fleet in fleets for m in fleet.members}

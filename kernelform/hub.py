@@ -30,7 +30,6 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from enum import Enum
 from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 
@@ -49,21 +48,13 @@ from kernelform.errors import (
     UnknownOnHub,
 )
 from kernelform.hooks import NO_HOOKS, Hooks
+from kernelform.membership import ServerStatus
 from kernelform.runtime import KernelIds, Timeouts
 
 PAGINATION = "application/jupyterhub-pagination+json"
 PAGE_SIZE = 200  # the most a hub gives in one page
 POLL_INTERVAL = 0.5
 _REFUSED = re.compile(r"requires any of \[([^\]]*)\]")
-
-
-class ServerStatus(str, Enum):
-    """A user's default server, as the hub reports it."""
-
-    RUNNING = "running"  # ready: its API answers through the proxy
-    PENDING = "pending"  # being started or stopped
-    STOPPED = "stopped"
-    NO_USER = "no-user"  # the user is not (or no longer) on the hub
 
 
 class _Model(BaseModel):

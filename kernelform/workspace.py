@@ -30,16 +30,10 @@ from kernelform.client import HttpClient, JupyterClient
 from kernelform.errors import KernelformError, PlanError, StalePlan, StateError
 from kernelform.executor import Outcome, Report, WaitFor, execute
 from kernelform.facts import HealthCheck, LiveServer, add_details, gather_facts, probe_health
-from kernelform.fleet import (
-    Fleet,
-    UserServerLauncher,
-    hubs_in_use,
-    members_of,
-    recorded_users,
-    resolve_fleets,
-)
+from kernelform.fleet import UserServerLauncher, hubs_in_use, recorded_users, resolve_fleets
 from kernelform.hub import HubClient, UserServerClient
 from kernelform.manifest import Desired, Manifest, load_manifest, split_user_server
+from kernelform.membership import Fleet, members_of
 from kernelform.plan import Action, Plan
 from kernelform.planner import make_destroy_plan, make_plan
 from kernelform.runtime import Runtime

@@ -23,8 +23,8 @@ from ruamel.yaml import YAML
 
 from kernelform.errors import PlanError
 from kernelform.facts import LiveServer
-from kernelform.fleet import Fleet
 from kernelform.manifest import Manifest, parse_manifest
+from kernelform.membership import Fleet
 from kernelform.plan import Action
 from kernelform.planner import make_destroy_plan, make_plan
 from kernelform.recipe import Recipe

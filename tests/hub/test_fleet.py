@@ -24,8 +24,9 @@ import pytest
 import kernelform.fleet
 from kernelform.fleet import resolve_fleets
 from kernelform.hooks import Hooks
-from kernelform.hub import HubClient, ServerStatus
+from kernelform.hub import HubClient
 from kernelform.manifest import parse_manifest
+from kernelform.membership import ServerStatus
 from kernelform.runtime import Runtime
 from kernelform.workspace import Settings, Workspace
 from tests.hub.conftest import RUNNING, STOPPED, USERS
