@@ -47,7 +47,7 @@ from kernelform.errors import (
     StateWriteError,
 )
 from kernelform.executor import Outcome, Report
-from kernelform.facts import LiveServer
+from kernelform.live import LiveServer
 from kernelform.plan import Plan
 from kernelform.runtime import Runtime
 from kernelform.state import LockInfo, State

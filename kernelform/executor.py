@@ -61,8 +61,9 @@ from kernelform.errors import (
     RequestTimeout,
     StateWriteError,
 )
-from kernelform.facts import LiveServer, read_server
+from kernelform.facts import read_server
 from kernelform.hooks import NO_HOOKS, Hooks
+from kernelform.live import LiveServer
 from kernelform.plan import Action, Change, Plan, UpdateKind
 from kernelform.planner import is_placeholder, placeholder_id
 from kernelform.server import KernelServer, ServerLauncher

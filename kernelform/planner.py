@@ -73,7 +73,7 @@ from datetime import datetime, timedelta
 from kernelform.address import Address, matches_target, parse_address
 from kernelform.duration import format_duration
 from kernelform.errors import PlanError
-from kernelform.facts import LiveServer
+from kernelform.live import LiveServer
 from kernelform.manifest import Desired, Manifest, split_user_server
 from kernelform.membership import Fleet, Member, ServerStatus, fleet_servers, members_of
 from kernelform.models import Kernel, aware

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kernelform.duration import format_duration
-from kernelform.facts import LiveServer
+from kernelform.live import LiveServer
 from kernelform.manifest import Desired
 from kernelform.models import Kernel, aware
 from kernelform.plan import Change, Plan, StateUpdate, UpdateKind

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from kernelform.client import JupyterClient
-from kernelform.facts import LiveServer, read_server
+from kernelform.facts import read_server
+from kernelform.live import LiveServer
 from kernelform.manifest import parse_manifest
 from kernelform.planner import make_plan
 from kernelform.recipe import Recipe

@@ -10,7 +10,7 @@ import pytest
 
 from kernelform.client import JupyterClient
 from kernelform.errors import AuthError, BadResponse, ConnectError, Remedy, ServerError
-from kernelform.facts import LiveServer
+from kernelform.live import LiveServer
 from tests.fakehttp import FakeHTTPServer, Recorded, Reply, ResetServer, json_reply
 
 TOKEN = "s3cr3t-" + "ab" * 16

@@ -67,7 +67,8 @@ from kernelform.address import parse_address
 from kernelform.client import JupyterClient
 from kernelform.errors import PlanError
 from kernelform.executor import execute
-from kernelform.facts import LiveServer, gather_facts, read_server
+from kernelform.facts import gather_facts, read_server
+from kernelform.live import LiveServer
 from kernelform.manifest import Manifest, load_manifest, parse_manifest
 from kernelform.plan import Action, Change, Plan, UpdateKind
 from kernelform.planner import make_plan

@@ -43,7 +43,7 @@ import pytest
 
 from kernelform.errors import StateWriteError
 from kernelform.executor import execute
-from kernelform.facts import LiveServer
+from kernelform.live import LiveServer
 from kernelform.manifest import Manifest, parse_manifest
 from kernelform.models import Kernel
 from kernelform.plan import Action, Change, Plan, UpdateKind

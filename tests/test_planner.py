@@ -22,7 +22,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from kernelform.errors import PlanError
-from kernelform.facts import LiveServer
+from kernelform.live import LiveServer
 from kernelform.manifest import Manifest, parse_manifest
 from kernelform.membership import Fleet
 from kernelform.plan import Action

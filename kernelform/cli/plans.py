@@ -12,7 +12,7 @@ import click
 
 if TYPE_CHECKING:
     from kernelform.executor import Report
-    from kernelform.facts import LiveServer
+    from kernelform.live import LiveServer
     from kernelform.manifest import Manifest
     from kernelform.plan import Plan as KfPlan
     from kernelform.state import State
