@@ -24,8 +24,9 @@ and nothing more:
 Every call opens its own connection and closes it before returning (the
 server counts open connections, and kernelform reads a connected kernel as in
 use), so calls can run from many threads at once. The connection shares the
-``JupyterClient``'s URL, token, TLS settings and connect timeout; the token
-travels only in the handshake's ``Authorization`` header.
+HTTP client's URL, token, TLS settings and connect timeout, taken through an
+``Endpoint`` (``kernelform.endpoint``: this module does not import the client);
+the token travels only in the handshake's ``Authorization`` header.
 
 Both framings are spoken: the ``v1.kernel.websocket.jupyter.org`` binary
 subprotocol is offered and used when the server selects it (jupyter_server
@@ -58,7 +59,7 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
-from kernelform.client import Framing, JupyterClient
+from kernelform.endpoint import Endpoint, Framing
 from kernelform.errors import (
     AuthError,
     ClientError,
@@ -129,7 +130,7 @@ class ProbeResult:
 
 
 def wait_ready(
-    client: JupyterClient,
+    client: Endpoint,
     kernel_id: str,
     *,
     timeout: float,
@@ -184,7 +185,7 @@ def wait_ready(
 
 
 def probe(
-    client: JupyterClient, kernel_id: str, *, timeout: float, framing: Framing = Framing.V1
+    client: Endpoint, kernel_id: str, *, timeout: float, framing: Framing = Framing.V1
 ) -> ProbeResult:
     """Ask the kernel ``kernel_info`` on ``control`` and say whether it answered in *timeout*.
 
@@ -264,7 +265,7 @@ class _Watch(threading.Thread):
     """Polls the kernel over REST during a wait; when it is gone or dead, cuts the link."""
 
     def __init__(
-        self, client: JupyterClient, kernel_id: str, *, interval: float = POLL_INTERVAL
+        self, client: Endpoint, kernel_id: str, *, interval: float = POLL_INTERVAL
     ) -> None:
         super().__init__(name=f"kernelform-watch-{kernel_id[:8]}", daemon=True)
         self.client = client
@@ -328,7 +329,7 @@ class _Watch(threading.Thread):
 class _Wait:
     """Turns what went wrong during a wait into one ``KernelNotReady``."""
 
-    client: JupyterClient
+    client: Endpoint
     kernel_id: str
     started: float
     timeout: float
@@ -490,7 +491,7 @@ class _Link:
     those. Only a kernel known to be dead or gone has its handshake cut.
     """
 
-    def __init__(self, client: JupyterClient, kernel_id: str, *, framing: Framing) -> None:
+    def __init__(self, client: Endpoint, kernel_id: str, *, framing: Framing) -> None:
         self.client = client
         self.kernel_id = kernel_id
         self.offer = framing
@@ -510,7 +511,7 @@ class _Link:
     @classmethod
     def open(
         cls,
-        client: JupyterClient,
+        client: Endpoint,
         kernel_id: str,
         *,
         deadline: float,
@@ -743,7 +744,7 @@ def settle(timeout: float) -> int:
         return len(_LINGERING)
 
 
-def _raise_status(client: JupyterClient, error: InvalidStatus) -> NoReturn:
+def _raise_status(client: Endpoint, error: InvalidStatus) -> NoReturn:
     status = error.response.status_code
     if status in (401, 403):
         raise AuthError(f"not authenticated (HTTP {status})", server=client.server) from error

@@ -48,6 +48,7 @@ from urllib3.exceptions import (
 )
 from urllib3.util.retry import Retry
 
+from kernelform.endpoint import Framing
 from kernelform.errors import (
     AuthError,
     BadResponse,
@@ -464,13 +465,6 @@ class HttpClient:
                 server=self.server,
             )
         return [self._model(model, item) for item in data]
-
-
-class Framing(Enum):
-    """How messages travel on a kernel's websocket (see ``kernelform.channels``)."""
-
-    V1 = "v1"  # offer the v1.kernel.websocket.jupyter.org binary subprotocol
-    JSON = "json"  # offer nothing: one JSON text frame per message
 
 
 class JupyterClient(HttpClient):

@@ -36,7 +36,8 @@ from urllib.parse import quote, urlsplit
 import requests
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from kernelform.client import Framing, HttpClient, JupyterClient, Query
+from kernelform.client import HttpClient, JupyterClient, Query
+from kernelform.endpoint import Framing
 from kernelform.errors import (
     AuthError,
     BadResponse,

@@ -29,7 +29,6 @@ from jupyter_server.services.kernels.connection.base import (
 )
 
 from kernelform.channels import (
-    Framing,
     Health,
     decode,
     encode,
@@ -38,6 +37,7 @@ from kernelform.channels import (
     wait_ready,
 )
 from kernelform.client import JupyterClient
+from kernelform.endpoint import Framing
 from kernelform.errors import AuthError, ConnectError, KernelNotReady, SetupFailed
 from tests.live_jupyter import SLOW_SPEC, JupyterServer, launch, wait_for, write_kernelspec
 from tests.test_tls import TlsJupyterServer, launch_tls, make_certificate
