@@ -39,7 +39,6 @@ metadata, content and any buffers, each part running from its offset to the next
 from __future__ import annotations
 
 import contextlib
-import enum
 import itertools
 import json
 import logging
@@ -70,6 +69,7 @@ from kernelform.errors import (
     SetupFailed,
     shorten,
 )
+from kernelform.liveness import Health, ProbeResult, Readiness
 
 log = logging.getLogger(__name__)
 
@@ -90,43 +90,6 @@ CANCELLED_HINT = "it stays recorded, as tainted: the next apply restarts it"
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _PARTS = ("header", "parent_header", "metadata", "content")
-
-
-class Health(enum.Enum):
-    """What a probe found."""
-
-    RESPONSIVE = "responsive"  # answered kernel_info on control
-    UNRESPONSIVE = "unresponsive"  # known to the server, but no answer in time
-    GONE = "gone"  # the server does not know it (any more), or says it is dead
-
-
-@dataclass(frozen=True)
-class Readiness:
-    """A kernel that answered: how long it took and what was seen on the way."""
-
-    kernel_id: str
-    seconds: float  # from the call to the last message needed (setup included, close not)
-    framing: Framing
-    requests: int  # kernel_info requests sent before one was answered
-    language: str  # language_info.name from the kernel_info reply
-    implementation: str  # e.g. "ipython"
-    protocol_version: str  # of the messaging protocol, from the kernel
-    setup_seconds: float | None = None  # None when no setup code was given
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    """One health probe: the verdict, how long it took, and why."""
-
-    kernel_id: str
-    health: Health
-    seconds: float
-    execution_state: str | None  # REST's view when the probe began (None when gone)
-    detail: str = ""  # one line: what was seen, for a report
-
-    @property
-    def responsive(self) -> bool:
-        return self.health is Health.RESPONSIVE
 
 
 def wait_ready(

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
@@ -65,12 +65,10 @@ from kernelform.errors import (
     with_remedy,
 )
 from kernelform.hooks import NO_HOOKS, Hooks
+from kernelform.liveness import ProbeResult, Readiness
 from kernelform.masking import Redactor
 from kernelform.models import Kernel, KernelSpecs, Session
 from kernelform.runtime import KernelIds, Timeouts
-
-if TYPE_CHECKING:
-    from kernelform.channels import ProbeResult, Readiness
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TypeVar
 
 from kernelform.live import LiveServer
+from kernelform.liveness import Health, HealthCheck
 from kernelform.server import KernelServer
 
 MAX_READERS = 16  # servers (or hub users, groups) read at once
@@ -126,15 +127,6 @@ def in_parallel(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
         return [future.result() for future in futures]
 
 
-@dataclass(frozen=True)
-class HealthCheck:
-    """One kernel to probe: where, which, and how long to wait for its answer."""
-
-    server: str
-    kernel_id: str
-    timeout: float
-
-
 def probe_health(
     clients: Mapping[str, KernelServer],
     live: Mapping[str, LiveServer],
@@ -146,8 +138,6 @@ def probe_health(
     kernel gone meanwhile is left to the next plan; a probe that fails because
     the server itself cannot be used raises.
     """
-    from kernelform.channels import Health
-
     wanted = [c for c in checks if c.server in live and c.kernel_id in live[c.server].kernels]
     if not wanted:
         return dict(live)

@@ -8,12 +8,10 @@ double are all just a ``KernelServer``. ``JupyterClient`` is the HTTP one.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+from kernelform.liveness import ProbeResult, Readiness
 from kernelform.models import Kernel, KernelSpecs, Session
-
-if TYPE_CHECKING:
-    from kernelform.channels import ProbeResult, Readiness
 
 
 class KernelServer(Protocol):

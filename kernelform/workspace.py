@@ -29,10 +29,11 @@ from kernelform.address import matches_target, parse_address, parse_target, unma
 from kernelform.client import HttpClient, JupyterClient
 from kernelform.errors import KernelformError, PlanError, StalePlan, StateError
 from kernelform.executor import Outcome, Report, WaitFor, execute
-from kernelform.facts import HealthCheck, add_details, gather_facts, probe_health
+from kernelform.facts import add_details, gather_facts, probe_health
 from kernelform.fleet import UserServerLauncher, hubs_in_use, recorded_users, resolve_fleets
 from kernelform.hub import HubClient, UserServerClient
 from kernelform.live import LiveServer
+from kernelform.liveness import HealthCheck
 from kernelform.manifest import Desired, Manifest, load_manifest, split_user_server
 from kernelform.membership import Fleet, members_of
 from kernelform.plan import Action, Plan

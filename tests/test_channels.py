@@ -28,17 +28,11 @@ from jupyter_server.services.kernels.connection.base import (
     serialize_msg_to_ws_v1,
 )
 
-from kernelform.channels import (
-    Health,
-    decode,
-    encode,
-    probe,
-    settle,
-    wait_ready,
-)
+from kernelform.channels import decode, encode, probe, settle, wait_ready
 from kernelform.client import JupyterClient
 from kernelform.endpoint import Framing
 from kernelform.errors import AuthError, ConnectError, KernelNotReady, SetupFailed
+from kernelform.liveness import Health
 from tests.live_jupyter import SLOW_SPEC, JupyterServer, launch, wait_for, write_kernelspec
 from tests.test_tls import TlsJupyterServer, launch_tls, make_certificate
 
