@@ -26,6 +26,10 @@ lock file once the lock is held, so that a process that fails to lock can name
 the holder. The lock is not reentrant. On release the lock file is removed; a
 waiter that locked a removed file notices (inode check) and locks the new one.
 The file backend needs POSIX (``fcntl``).
+
+Workspaces (``FileBackend``): the ``default`` workspace is the file named (so a
+project that never heard of workspaces is unchanged); another workspace NAME
+lives in ``workspaces/NAME/`` beside it, under the same file name.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from typing import Any
 
 from kernelform.errors import StateCorrupt, StateError
 from kernelform.hooks import NO_HOOKS, Hooks
+from kernelform.state.backend import DEFAULT_WORKSPACE, WORKSPACE_NAME, Backend, check_workspace
 from kernelform.state.model import LockInfo, Resource, State, is_newer
 from kernelform.state.store import (
     StateStore,
@@ -55,6 +60,7 @@ from kernelform.state.store import (
     write_all,
 )
 
+WORKSPACES_DIR = "workspaces"
 POLL_INTERVAL = 0.1
 HOLDER_WAIT = 0.2
 MIN_JOURNAL_LINES = 64
@@ -465,3 +471,44 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"field {key!r} appears twice")
         data[key] = value
     return data
+
+
+class FileBackend(Backend):
+    """State files: *path* for ``default``, ``workspaces/NAME/`` beside it for the others."""
+
+    def __init__(self, path: Path, *, hooks: Hooks = NO_HOOKS) -> None:
+        self.path = path
+        self.hooks = hooks
+        self.description = f"{path.parent}"
+
+    def path_for(self, workspace: str) -> Path:
+        if workspace == DEFAULT_WORKSPACE:
+            return self.path
+        return self.path.parent / WORKSPACES_DIR / workspace / self.path.name
+
+    def store(self, workspace: str) -> StateStore:
+        return FileStateStore(self.path_for(check_workspace(workspace)), hooks=self.hooks)
+
+    def stored_workspaces(self) -> list[str]:
+        found = [DEFAULT_WORKSPACE] if self.path.exists() else []
+        with suppress(OSError):
+            for entry in (self.path.parent / WORKSPACES_DIR).iterdir():
+                if WORKSPACE_NAME.fullmatch(entry.name) and (entry / self.path.name).exists():
+                    found.append(entry.name)
+        return sorted(found)
+
+    def _remove(self, store: StateStore) -> None:
+        assert isinstance(store, FileStateStore)
+        for path in (store.path, store.journal_path, store.backup_path):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise StateError(f"cannot remove {path}: {e.strerror or e}") from e
+
+    def _tidy(self, workspace: str) -> None:
+        directory = self.path_for(workspace).parent
+        with suppress(OSError):  # the lock file goes on release; recovery files stay
+            directory.rmdir()
+

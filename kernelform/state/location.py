@@ -9,32 +9,47 @@ its own (the ``default`` workspace keeps ``.kernelform/state.json``, so a
 project that never heard of workspaces is unchanged; another workspace NAME
 lives in ``.kernelform/workspaces/NAME/state.json``).
 
-A ``Backend`` is the place without the workspace: it makes the store of a
-workspace, lists the workspaces and removes an empty one. PostgreSQL support is
+A ``Backend`` (``backend``) is the place without the workspace: it makes the store
+of a workspace, lists the workspaces and removes an empty one. PostgreSQL support is
 optional (``pip install 'kernelform[postgres]'``): the driver is imported only
 for a URL, and its absence is one line saying what to install.
 """
 
 from __future__ import annotations
 
-import abc
 import os
 import re
-from collections.abc import Iterable
-from contextlib import suppress
 from pathlib import Path
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from kernelform.errors import StateError
 from kernelform.hooks import NO_HOOKS, Hooks
-from kernelform.state.file import FileStateStore
-from kernelform.state.model import Resource
+from kernelform.state.backend import (
+    DEFAULT_WORKSPACE,
+    STATE_DIR,
+    Backend,
+    check_workspace,
+)
+from kernelform.state.file import FileBackend
 from kernelform.state.store import StateStore
 
-DEFAULT_WORKSPACE = "default"
-STATE_DIR = ".kernelform"
+__all__ = [
+    "DEFAULT_WORKSPACE",
+    "STATE_DIR",
+    "Backend",
+    "check_workspace",
+    "default_state_path",
+    "is_postgres",
+    "location_problem",
+    "mask_url",
+    "open_backend",
+    "open_store",
+    "require_driver",
+    "url_secrets",
+    "written_userinfo",
+]
+
 STATE_FILE = "state.json"
-WORKSPACES_DIR = "workspaces"
 STATE_ENV = "KERNELFORM_STATE"
 WORKSPACE_ENV = "KERNELFORM_WORKSPACE"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -42,22 +57,11 @@ INSTALL_HINT = "pip install 'kernelform[postgres]'"
 # libpq parameters whose values are secrets: never shown.
 SECRET_PARAMS = frozenset({"password", "sslpassword"})
 
-_WORKSPACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 # What a URL with a typo still looks like: "postgresql:/u:pw@h/db", "postgresql//u@h/db",
 # "u:pw@host/db". Taken as a file path, it would become a fresh, empty state (and a
 # directory named after the password).
 _URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:|[^/]*@|postgres(ql)?/", re.IGNORECASE)
-
-
-def check_workspace(name: str) -> str:
-    """*name* if it can name a workspace (it becomes a directory name), else ``StateError``."""
-    if not _WORKSPACE_NAME.fullmatch(name):
-        raise StateError(
-            f"{name!r} is not a workspace name: use 1 to 64 letters, digits, '.', '_' or '-',"
-            " starting with a letter or digit"
-        )
-    return name
 
 
 def is_postgres(location: str) -> bool:
@@ -91,172 +95,6 @@ def default_state_path(manifest_dir: Path) -> Path:
     return manifest_dir / STATE_DIR / STATE_FILE
 
 
-class Backend(abc.ABC):
-    """Where the states of every workspace live."""
-
-    description: str
-
-    @abc.abstractmethod
-    def store(self, workspace: str) -> StateStore:
-        """The store of *workspace* (nothing is created until it is written)."""
-
-    @abc.abstractmethod
-    def stored_workspaces(self) -> list[str]:
-        """The workspaces that hold a state."""
-
-    @abc.abstractmethod
-    def _remove(self, store: StateStore) -> None:
-        """Remove the stored state of *store*'s workspace (checked empty, under its lock)."""
-
-    def _tidy(self, workspace: str) -> None:  # noqa: B027  (a default, not abstract)
-        """Called after a removal, once the lock is released."""
-
-    def shared_with_others(
-        self, workspace: str, resources: Iterable[Resource]
-    ) -> dict[str, list[str]]:
-        """Per other stored workspace, the addresses of *resources* whose kernel it
-        records too (same server, same kernel id): a kernel two workspaces own would
-        be shut down by one under the other."""
-        wanted = {(r.server, r.kernel_id): r.address for r in resources}
-        shared: dict[str, list[str]] = {}
-        for name in self.stored_workspaces():
-            if name == workspace:
-                continue
-            store = self.store(name)
-            try:
-                recorded = store.read().resources.values()
-            finally:
-                store.close()
-            found = [
-                wanted[key] for key in ((r.server, r.kernel_id) for r in recorded) if key in wanted
-            ]
-            if found:
-                shared[name] = sorted(found)
-        return shared
-
-    def workspaces(self, *, current: str = DEFAULT_WORKSPACE) -> list[str]:
-        """Every workspace to show: the stored ones, ``default`` and *current*."""
-        return sorted({*self.stored_workspaces(), DEFAULT_WORKSPACE, current})
-
-    def delete_workspace(self, name: str, *, lock_timeout: float = 0.0) -> None:
-        """Remove workspace *name*; refuse ``default`` and one that still records kernels.
-
-        ``default`` always exists (a project without workspaces uses it): empty
-        it with ``destroy`` or ``state rm`` instead.
-        """
-        check_workspace(name)
-        if name == DEFAULT_WORKSPACE:
-            raise StateError(
-                f"the workspace {DEFAULT_WORKSPACE} cannot be deleted; empty it with"
-                " 'kernelform destroy' or 'kernelform state rm' instead"
-            )
-        if name not in self.stored_workspaces():
-            raise StateError(f"there is no workspace {name} in {self.description}")
-        store = self.store(name)
-        try:
-            with store.lock(operation="workspace delete", timeout=lock_timeout):
-                recorded = store.read().resources
-                if recorded:
-                    shown = ", ".join(list(recorded)[:5]) + (", ..." if len(recorded) > 5 else "")
-                    raise StateError(
-                        f"the workspace {name} still records {len(recorded)} kernel(s) ({shown});"
-                        f" shut them down with 'kernelform destroy --workspace {name}', or forget"
-                        f" them with 'kernelform state rm --workspace {name} ADDRESS...', first;"
-                        " nothing was deleted"
-                    )
-                self._remove(store)
-        finally:
-            store.close()
-        self._tidy(name)
-
-
-class FileBackend(Backend):
-    """State files: *path* for ``default``, ``workspaces/NAME/`` beside it for the others."""
-
-    def __init__(self, path: Path, *, hooks: Hooks = NO_HOOKS) -> None:
-        self.path = path
-        self.hooks = hooks
-        self.description = f"{path.parent}"
-
-    def path_for(self, workspace: str) -> Path:
-        if workspace == DEFAULT_WORKSPACE:
-            return self.path
-        return self.path.parent / WORKSPACES_DIR / workspace / self.path.name
-
-    def store(self, workspace: str) -> StateStore:
-        return FileStateStore(self.path_for(check_workspace(workspace)), hooks=self.hooks)
-
-    def stored_workspaces(self) -> list[str]:
-        found = [DEFAULT_WORKSPACE] if self.path.exists() else []
-        with suppress(OSError):
-            for entry in (self.path.parent / WORKSPACES_DIR).iterdir():
-                if _WORKSPACE_NAME.fullmatch(entry.name) and (entry / self.path.name).exists():
-                    found.append(entry.name)
-        return sorted(found)
-
-    def _remove(self, store: StateStore) -> None:
-        assert isinstance(store, FileStateStore)
-        for path in (store.path, store.journal_path, store.backup_path):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError as e:
-                raise StateError(f"cannot remove {path}: {e.strerror or e}") from e
-
-    def _tidy(self, workspace: str) -> None:
-        directory = self.path_for(workspace).parent
-        with suppress(OSError):  # the lock file goes on release; recovery files stay
-            directory.rmdir()
-
-
-class PostgresBackend(Backend):
-    """Every workspace in the tables of one schema of one database."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        recovery_dir: Path,
-        schema: str | None = None,
-        hooks: Hooks = NO_HOOKS,
-    ) -> None:
-        from kernelform.state.postgres import parse_url
-
-        self.url = url
-        self.schema = schema
-        self.recovery_dir = recovery_dir
-        self.hooks = hooks
-        self.description = parse_url(url, schema=schema).display
-
-    def store(self, workspace: str) -> StateStore:
-        from kernelform.state.postgres import PostgresStateStore
-
-        return PostgresStateStore(
-            self.url,
-            workspace=check_workspace(workspace),
-            recovery_dir=self.recovery_dir,
-            schema=self.schema,
-            hooks=self.hooks,
-        )
-
-    def stored_workspaces(self) -> list[str]:
-        from kernelform.state.postgres import PostgresStateStore
-
-        store = self.store(DEFAULT_WORKSPACE)
-        assert isinstance(store, PostgresStateStore)
-        try:
-            return store.stored_workspaces()
-        finally:
-            store.close()
-
-    def _remove(self, store: StateStore) -> None:
-        from kernelform.state.postgres import PostgresStateStore
-
-        assert isinstance(store, PostgresStateStore)
-        store.drop_workspace()
-
-
 def open_backend(
     location: str | os.PathLike[str] | None,
     *,
@@ -273,6 +111,8 @@ def open_backend(
         return FileBackend(default_state_path(manifest_dir), hooks=hooks)
     text = os.fspath(location)
     if is_postgres(text):
+        from kernelform.state.postgres import PostgresBackend
+
         require_driver(text)
         recovery_dir = manifest_dir.absolute() / STATE_DIR
         return PostgresBackend(text, recovery_dir=recovery_dir, hooks=hooks)

@@ -69,6 +69,7 @@ from psycopg.types.json import Jsonb
 from kernelform.errors import StaleState, StateCorrupt, StateError, StateUnavailable
 from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.masking import Redactor, Secret
+from kernelform.state.backend import DEFAULT_WORKSPACE, Backend, check_workspace
 from kernelform.state.location import (
     POSTGRES_SCHEMES,
     SECRET_PARAMS,
@@ -650,6 +651,44 @@ class PostgresStateStore(StateStore):
         with self._talking() as conn:
             if self._ensure_schema(conn, create=False):
                 conn.execute(self._sql.drop, [self.workspace])
+
+
+class PostgresBackend(Backend):
+    """Every workspace in the tables of one schema of one database."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        recovery_dir: Path,
+        schema: str | None = None,
+        hooks: Hooks = NO_HOOKS,
+    ) -> None:
+        self.url = url
+        self.schema = schema
+        self.recovery_dir = recovery_dir
+        self.hooks = hooks
+        self.description = parse_url(url, schema=schema).display
+
+    def store(self, workspace: str) -> PostgresStateStore:
+        return PostgresStateStore(
+            self.url,
+            workspace=check_workspace(workspace),
+            recovery_dir=self.recovery_dir,
+            schema=self.schema,
+            hooks=self.hooks,
+        )
+
+    def stored_workspaces(self) -> list[str]:
+        store = self.store(DEFAULT_WORKSPACE)
+        try:
+            return store.stored_workspaces()
+        finally:
+            store.close()
+
+    def _remove(self, store: StateStore) -> None:
+        assert isinstance(store, PostgresStateStore)
+        store.drop_workspace()
 
 
 def _unknown_holder() -> LockInfo:

@@ -31,7 +31,6 @@ import pytest
 from kernelform.errors import StateCorrupt, StateError, StateLocked, StateUnavailable
 from kernelform.state import FORMAT_VERSION, State, new_state
 from kernelform.state.location import (
-    PostgresBackend,
     check_workspace,
     mask_url,
     open_backend,
@@ -41,6 +40,7 @@ from kernelform.state.location import (
 )
 from kernelform.state.postgres import (
     SCHEMA_VERSION,
+    PostgresBackend,
     PostgresStateStore,
     parse_url,
 )
