@@ -44,7 +44,7 @@ from kernelform.state import LockInfo, Resource, State, StateStore
 from kernelform.state.location import (
     DEFAULT_WORKSPACE,
     Backend,
-    is_postgres,
+    anchored,
     open_backend,
     url_secrets,
 )
@@ -57,7 +57,7 @@ DEFAULT_MANIFEST = "kernelform.yaml"
 class Settings:
     """What the user asked for, independent of how it was asked.
 
-    ``state`` is a file path or a ``postgresql://`` URL; None lets the
+    ``state`` is a file path or a URL (``kernelform.state.location``); None lets the
     manifest's ``state:`` key, then the default file, decide.
     """
 
@@ -109,9 +109,7 @@ class Workspace:
             return None
         location = declared.reveal()
         self.runtime.secrets.add(*url_secrets(location))
-        if is_postgres(location) or Path(location).is_absolute():
-            return location
-        return str(self.manifest_dir / location)
+        return anchored(location, self.manifest_dir)
 
     @cached_property
     def backend(self) -> Backend:

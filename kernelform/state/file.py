@@ -512,3 +512,7 @@ class FileBackend(Backend):
         with suppress(OSError):  # the lock file goes on release; recovery files stay
             directory.rmdir()
 
+
+def open_backend(location: str, *, manifest_dir: Path, hooks: Hooks = NO_HOOKS) -> Backend:
+    """The files at the path *location*, taken as given (relative to the working directory)."""
+    return FileBackend(Path(location), hooks=hooks)

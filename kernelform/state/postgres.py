@@ -43,6 +43,11 @@ The password is kept in a ``Secret`` and given to libpq only when
 connecting: the store's ``location``, its ``repr``, and every message name the
 database by a URL without it. Every psycopg exception is translated here into
 the ``kernelform.errors`` tree.
+
+What kernelform knows of a PostgreSQL location without psycopg (its schemes,
+which query parameters hold secrets, the extra that installs the driver) is its
+kind, ``kinds.POSTGRES``: redaction and refusals never import this module, which
+the registry (``location``) imports only to open a location.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -69,14 +74,8 @@ from psycopg.types.json import Jsonb
 from kernelform.errors import StaleState, StateCorrupt, StateError, StateUnavailable
 from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.masking import Redactor, Secret
-from kernelform.state.backend import DEFAULT_WORKSPACE, Backend, check_workspace
-from kernelform.state.location import (
-    POSTGRES_SCHEMES,
-    SECRET_PARAMS,
-    mask_url,
-    url_secrets,
-    written_userinfo,
-)
+from kernelform.state.backend import DEFAULT_WORKSPACE, STATE_DIR, Backend, check_workspace
+from kernelform.state.kinds import POSTGRES, UNREADABLE_URL, WrittenURL
 from kernelform.state.model import LockInfo, Resource, State
 from kernelform.state.store import StateStore, new_lock_info
 
@@ -153,30 +152,34 @@ class PostgresURL:
 
 
 def parse_url(url: str, *, schema: str | None = None) -> PostgresURL:
-    """Parse a libpq URI; ``schema`` (a query parameter, or the argument) is kernelform's."""
+    """Parse a libpq URI; ``schema`` (a query parameter, or the argument) is kernelform's.
+
+    The URL is read as written once (``WrittenURL``: its masked form for messages,
+    its secrets), then by libpq (``conninfo_to_dict``: the parameters), and refused
+    unless both readings agree on its user and password.
+    """
     try:
-        split = urlsplit(url)
+        written = WrittenURL.read(url)
     except ValueError as e:
-        raise StateError(f"{mask_url(url)} is not a valid PostgreSQL URL: {e}") from None
-    if _userinfo_as_libpq_reads(url) != written_userinfo(split):
+        raise StateError(f"{UNREADABLE_URL} is not a valid PostgreSQL URL: {e}") from None
+    if _userinfo_as_libpq_reads(url) != written.userinfo:
         raise _unencoded()
-    if split.scheme not in POSTGRES_SCHEMES:
-        raise StateError(
-            f"{mask_url(url)} is not a PostgreSQL URL (it must start with postgresql://)"
-        )
-    query = parse_qsl(split.query, keep_blank_values=True)
+    shown = written.masked(POSTGRES.secret_params)
+    if written.split.scheme not in POSTGRES.schemes:
+        raise StateError(f"{shown} is not a PostgreSQL URL (it must start with postgresql://)")
     chosen = schema or DEFAULT_SCHEMA
     rest = []
-    for key, value in query:
+    for key, value in written.pairs:
         if key == SCHEMA_PARAM:
             chosen = schema or value
         else:
             rest.append((key, value))
     if not _IDENTIFIER.fullmatch(chosen):
         raise StateError(
-            f"{mask_url(url)}: schema {chosen!r} is not a plain PostgreSQL name"
+            f"{shown}: schema {chosen!r} is not a plain PostgreSQL name"
             " (letters, digits and _, not starting with a digit)"
         )
+    split = written.split
     # Built by hand: urlunsplit drops an empty host's "//" (postgresql:///db?host=/run).
     cleaned = f"{split.scheme}://{split.netloc}{split.path}" + (
         f"?{urlencode(rest)}" if rest else ""
@@ -184,11 +187,12 @@ def parse_url(url: str, *, schema: str | None = None) -> PostgresURL:
     try:
         parsed = conninfo_to_dict(cleaned)
     except psycopg.Error as e:
-        reason = " ".join(redact(str(e), url_secrets(url)).split())
-        raise StateError(f"{mask_url(url)} is not a valid PostgreSQL URL: {reason}") from None
-    _check_read_alike(split, parsed)
-    params = {k: str(v) for k, v in parsed.items() if k not in SECRET_PARAMS}
-    secrets = {k: Secret(str(v)) for k, v in parsed.items() if k in SECRET_PARAMS}
+        reason = " ".join(redact(str(e), written.secrets(POSTGRES.secret_params)).split())
+        raise StateError(f"{shown} is not a valid PostgreSQL URL: {reason}") from None
+    _check_read_alike(written, parsed)
+    secret = POSTGRES.secret_params
+    params = {k: str(v) for k, v in parsed.items() if k not in secret}
+    secrets = {k: Secret(str(v)) for k, v in parsed.items() if k in secret}
     return PostgresURL(params=params, secrets=secrets, schema=chosen)
 
 
@@ -208,7 +212,7 @@ def _unencoded() -> StateError:
     )
 
 
-def _check_read_alike(split: SplitResult, parsed: dict[str, Any]) -> None:
+def _check_read_alike(written: WrittenURL, parsed: dict[str, Any]) -> None:
     """Refuse a URL that libpq reads otherwise than a URL parser does.
 
     An unencoded ``@ / ? #`` in the password (``kf:ab@cd@db``) makes libpq take
@@ -219,9 +223,11 @@ def _check_read_alike(split: SplitResult, parsed: dict[str, Any]) -> None:
     host, port or database may hold an ``@``. The URL is not quoted: it may hold
     a secret.
     """
-    query = dict(parse_qsl(split.query, keep_blank_values=True))
-    user = unquote(split.username) if split.username is not None else query.get("user")
-    password = unquote(split.password) if split.password is not None else query.get("password")
+    query = dict(written.pairs)
+    user = unquote(written.user) if written.user is not None else query.get("user")
+    password = (
+        unquote(written.password) if written.password is not None else query.get("password")
+    )
     seen = (parsed.get("user"), parsed.get("password"))
     odd = any("@" in str(parsed.get(key, "")) for key in ("host", "hostaddr", "port", "dbname"))
     if (user, password) != seen or odd:
@@ -690,6 +696,12 @@ class PostgresBackend(Backend):
         assert isinstance(store, PostgresStateStore)
         store.drop_workspace()
 
+
+def open_backend(location: str, *, manifest_dir: Path, hooks: Hooks = NO_HOOKS) -> Backend:
+    """The database at the URL *location*; recovery files go in ``.kernelform/`` in
+    *manifest_dir*."""
+    recovery_dir = manifest_dir.absolute() / STATE_DIR
+    return PostgresBackend(location, recovery_dir=recovery_dir, hooks=hooks)
 
 def _unknown_holder() -> LockInfo:
     return LockInfo(
