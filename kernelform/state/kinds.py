@@ -158,6 +158,7 @@ POSTGRES = Kind(
     driver=Driver(module="psycopg", extra="postgres", product="PostgreSQL"),
     example="postgresql://USER@HOST:PORT/DATABASE",
 )
+MEMORY = Kind(name="memory", module="kernelform.state.memory", schemes=("memory",))
 
 # The registry's lines: one per backend.
-KINDS: tuple[Kind, ...] = (FILE, POSTGRES)
+KINDS: tuple[Kind, ...] = (FILE, POSTGRES, MEMORY)

@@ -1,7 +1,7 @@
 """Choosing the state: a registry of backends keyed by URL scheme.
 
 A location is a file path or a URL whose scheme names a backend
-(``postgresql://``, ``postgres://``); the CLI takes it from
+(``postgresql://``, ``postgres://``, ``memory://``); the CLI takes it from
 ``--state``, ``KERNELFORM_STATE`` or the manifest's ``state:`` key, in that
 order, and falls back to ``.kernelform/state.json`` next to the manifest. A
 workspace is an independent state with its own lock in the same place (see

@@ -3,6 +3,10 @@
 It keeps the same rules as every backend (``StateStore``). Its lock is a real
 lock, within this process only; ``another()`` gives a second handle on the
 same stored state, as a second run would have.
+
+As a location, ``memory://NAME`` names a place that lives as long as the
+process: every store opened there for a workspace shares one stored state and
+one lock, as the stores of one database do.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from kernelform.errors import StateError
+from kernelform.hooks import NO_HOOKS, Hooks
+from kernelform.state.backend import STATE_DIR, Backend, check_workspace
 from kernelform.state.model import LockInfo, Resource, State
 from kernelform.state.store import StateStore, new_lock_info
 
@@ -37,11 +43,15 @@ class MemoryStateStore(StateStore):
         *,
         recovery_dir: Path | None = None,
         cell: _Cell | None = None,
+        location: str = "memory",
+        recovery_name: str = "state-memory",
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         super().__init__(
-            location="memory",
-            recovery_dir=recovery_dir or Path.cwd() / ".kernelform",
-            recovery_name="state-memory",
+            location=location,
+            recovery_dir=recovery_dir or Path.cwd() / STATE_DIR,
+            recovery_name=recovery_name,
+            hooks=hooks,
         )
         self._cell = cell or _Cell(state)
 
@@ -51,7 +61,13 @@ class MemoryStateStore(StateStore):
 
     def another(self) -> MemoryStateStore:
         """A second store on the same stored state and lock."""
-        return MemoryStateStore(recovery_dir=self.recovery_dir, cell=self._cell)
+        return MemoryStateStore(
+            recovery_dir=self.recovery_dir,
+            cell=self._cell,
+            location=self.location,
+            recovery_name=self.recovery_name,
+            hooks=self.hooks,
+        )
 
     def _load(self) -> State | None:
         return self._cell.state
@@ -100,3 +116,45 @@ class MemoryStateStore(StateStore):
                 raise StateError("the lock changed while it was being removed; try again")
             self._cell.holder = None
         return f"removed the lock ({holder.describe()})"
+
+
+# The places named by memory:// locations: per name, the cell of each workspace.
+_PLACES: dict[str, dict[str, _Cell]] = {}
+_PLACES_GUARD = threading.Lock()
+
+
+class MemoryBackend(Backend):
+    """The workspaces of ``memory://NAME``, kept for the life of the process."""
+
+    def __init__(self, name: str, *, recovery_dir: Path, hooks: Hooks = NO_HOOKS) -> None:
+        self.description = f"memory://{name}"
+        self.recovery_dir = recovery_dir
+        self.hooks = hooks
+        with _PLACES_GUARD:
+            self._cells = _PLACES.setdefault(name, {})
+
+    def store(self, workspace: str) -> MemoryStateStore:
+        check_workspace(workspace)
+        with _PLACES_GUARD:
+            cell = self._cells.setdefault(workspace, _Cell(None))
+        return MemoryStateStore(
+            recovery_dir=self.recovery_dir,
+            cell=cell,
+            location=f"{self.description} (workspace {workspace})",
+            recovery_name=f"memory-{workspace}",
+            hooks=self.hooks,
+        )
+
+    def stored_workspaces(self) -> list[str]:
+        with _PLACES_GUARD:
+            return sorted(name for name, cell in self._cells.items() if cell.state is not None)
+
+    def _remove(self, store: StateStore) -> None:
+        assert isinstance(store, MemoryStateStore)
+        store._cell.state = None
+
+
+def open_backend(location: str, *, manifest_dir: Path, hooks: Hooks = NO_HOOKS) -> Backend:
+    """The place ``memory://NAME``; recovery files go in ``.kernelform/`` in *manifest_dir*."""
+    name = location.partition("://")[2]
+    return MemoryBackend(name, recovery_dir=manifest_dir.absolute() / STATE_DIR, hooks=hooks)

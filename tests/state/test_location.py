@@ -14,7 +14,7 @@ import pytest
 
 from kernelform.errors import StateError
 from kernelform.state.file import FileBackend
-from kernelform.state.kinds import FILE, KINDS, POSTGRES
+from kernelform.state.kinds import FILE, KINDS, MEMORY, POSTGRES
 from kernelform.state.location import (
     REGISTRY,
     anchored,
@@ -23,14 +23,16 @@ from kernelform.state.location import (
     open_backend,
     url_secrets,
 )
+from kernelform.state.memory import MemoryBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_each_scheme_names_one_kind_and_a_path_is_a_file() -> None:
-    assert REGISTRY == {"postgresql": POSTGRES, "postgres": POSTGRES}
+    assert REGISTRY == {"postgresql": POSTGRES, "postgres": POSTGRES, "memory": MEMORY}
     assert len({kind.name for kind in KINDS}) == len(KINDS)
     assert kind_of("POSTGRESQL://kf@h/db") is POSTGRES  # a scheme is read in any case
+    assert kind_of("memory://ci") is MEMORY
     for path in ("state.json", "/srv/kf/state.json", "./a:b@c", "memory/state.json"):
         assert kind_of(path) is FILE, path
 
@@ -50,6 +52,7 @@ def test_an_unknown_or_mistyped_location_is_refused_without_quoting_it() -> None
         with pytest.raises(StateError) as caught:
             kind_of(text)
         assert str(caught.value) == typo
+    assert location_problem("memory://ci") is None
     assert location_problem("memory/ci") is None  # a directory named memory
 
 
@@ -62,13 +65,14 @@ def test_secrets_are_found_in_any_location_that_may_hold_them() -> None:
     # Not a location of any kind, but a mistyped one still hides its secrets.
     assert url_secrets("postgresql:/kf@h/db?password=hunter2") == ["hunter2"]
     assert url_secrets("s3://kf:hunter2@bucket") == ["hunter2"]
-    assert url_secrets("./state.json") == []
+    assert url_secrets("memory://ci") == url_secrets("./state.json") == []
 
 
 def test_a_relative_path_is_anchored_and_a_url_is_not(tmp_path: Path) -> None:
     assert anchored("state/s.json", tmp_path) == str(tmp_path / "state/s.json")
     assert anchored("/srv/s.json", tmp_path) == "/srv/s.json"
-    assert anchored("postgresql://kf@h/db", tmp_path) == "postgresql://kf@h/db"
+    for url in ("postgresql://kf@h/db", "memory://ci"):
+        assert anchored(url, tmp_path) == url
 
 
 def test_the_default_is_the_file_next_to_the_manifest(tmp_path: Path) -> None:
@@ -77,6 +81,16 @@ def test_the_default_is_the_file_next_to_the_manifest(tmp_path: Path) -> None:
     backend = open_backend(None, manifest_dir=odd)
     assert isinstance(backend, FileBackend)
     assert backend.path == odd / ".kernelform" / "state.json"
+
+
+def test_a_memory_place_lives_as_long_as_the_process(tmp_path: Path) -> None:
+    first = open_backend("memory://test-location", manifest_dir=tmp_path)
+    assert isinstance(first, MemoryBackend) and first.description == "memory://test-location"
+    first.store("ci").write(first.store("ci").read())
+    again = open_backend("memory://test-location", manifest_dir=tmp_path / "elsewhere")
+    assert again.stored_workspaces() == ["ci"]
+    assert again.store("ci").location == "memory://test-location (workspace ci)"
+    assert open_backend("memory://other", manifest_dir=tmp_path).stored_workspaces() == []
 
 
 def test_no_driver_is_imported_until_a_location_of_its_kind_is_opened() -> None:
@@ -90,6 +104,7 @@ def test_no_driver_is_imported_until_a_location_of_its_kind_is_opened() -> None:
         "url = 'postgresql://kf:hunter2@db/states'\n"
         "assert url_secrets(url) == ['hunter2'] and location_problem(url) is None\n"
         "assert mask_url(url) == 'postgresql://kf:***@db/states'\n"
+        "open_backend('memory://x', manifest_dir=Path('.'))\n"
         "open_backend('state.json', manifest_dir=Path('.'))\n"
         "loaded = sorted(m for m in sys.modules if 'psycopg' in m or m.endswith('.postgres'))\n"
         "assert not loaded, loaded\n"
