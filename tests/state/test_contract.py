@@ -2,8 +2,11 @@
 
 A backend is a ``StateStore``; the rules (lineage, serial, recovery files,
 push, force-unlock) are written once in ``kernelform.state.store`` and must
-hold whatever stores the bytes. Each test here runs once per backend in
-``BACKENDS``: add a backend there and it is held to the same contract.
+hold whatever stores the bytes; the workspace rules (listing, deleting, kernels
+two workspaces record) are written once in ``kernelform.state.backend``. Each
+test here runs once per kind in the registry (``kernelform.state.kinds.KINDS``),
+on a store opened through it from a location in ``LOCATIONS``: a kind without an
+entry there fails ``test_every_registered_kind_is_held_to_the_contract``.
 """
 
 from __future__ import annotations
@@ -11,37 +14,45 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from kernelform.errors import StaleState, StateCorrupt, StateError, StateLocked
-from kernelform.state import FileStateStore, State, StateStore, new_state
-from kernelform.state.memory import MemoryStateStore
-from kernelform.state.postgres import PostgresStateStore
+from kernelform.state import State, StateStore, new_state
+from kernelform.state.kinds import KINDS
+from kernelform.state.location import Backend, open_backend
 from tests.state.helpers import resource
 
 Factory = Callable[[], StateStore]
 
-
-def file_backend(tmp_path: Path) -> Factory:
-    path = tmp_path / ".kernelform" / "state.json"
-    return lambda: FileStateStore(path)
-
-
-def memory_backend(tmp_path: Path) -> Factory:
-    first = MemoryStateStore(recovery_dir=tmp_path / "recovery")
-    return first.another
+# A fresh location of each kind, by the kind's name.
+LOCATIONS: dict[str, Callable[[Path, pytest.FixtureRequest], str]] = {
+    "file": lambda tmp_path, request: str(tmp_path / ".kernelform" / "state.json"),
+    "memory": lambda tmp_path, request: f"memory://contract-{uuid.uuid4().hex}",
+    "postgres": lambda tmp_path, request: str(request.getfixturevalue("pg_url")),
+}
 
 
-def postgres_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Factory]:
-    """A fresh schema in the session's cluster; every store made is closed after."""
-    url: str = request.getfixturevalue("pg_url")
-    made: list[PostgresStateStore] = []
+def test_every_registered_kind_is_held_to_the_contract() -> None:
+    assert sorted(LOCATIONS) == sorted(kind.name for kind in KINDS)
 
-    def make() -> StateStore:
-        store = PostgresStateStore(url, recovery_dir=tmp_path / "recovery")
+
+@pytest.fixture(params=sorted(LOCATIONS))
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """The backend at a fresh location of each kind, opened through the registry."""
+    return open_backend(LOCATIONS[request.param](tmp_path, request), manifest_dir=tmp_path)
+
+
+@pytest.fixture
+def opened(place: Backend) -> Iterator[Callable[[str], StateStore]]:
+    """Opens the store of a workspace of ``place``; every store made is closed after."""
+    made: list[StateStore] = []
+
+    def make(workspace: str) -> StateStore:
+        store = place.store(workspace)
         made.append(store)
         return store
 
@@ -50,16 +61,10 @@ def postgres_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator
         store.close()
 
 
-BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], Iterator[Factory]]] = {
-    "memory": lambda tmp_path, request: iter([memory_backend(tmp_path)]),
-    "file": lambda tmp_path, request: iter([file_backend(tmp_path)]),
-    "postgres": postgres_backend,
-}
-
-
-@pytest.fixture(params=sorted(BACKENDS))
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
-    yield from BACKENDS[request.param](tmp_path, request)
+@pytest.fixture
+def backend(opened: Callable[[str], StateStore]) -> Factory:
+    """A new store of the ``default`` workspace at each call, as each run has its own."""
+    return lambda: opened("default")
 
 
 def recovery_files(store: StateStore) -> list[Path]:
@@ -204,3 +209,42 @@ def test_a_record_after_a_failed_write_catches_up(backend: Factory) -> None:
     assert written.serial == meant.serial + 1
     read = backend().read()
     assert sorted(read.resources) == ["a", "b", "c"] and read.serial == written.serial
+
+
+# --- workspaces -----------------------------------------------------------------------
+
+
+def test_workspaces_are_independent_states_and_locks(
+    place: Backend, opened: Callable[[str], StateStore]
+) -> None:
+    ci, dev = opened("ci"), opened("dev")
+    ci_state = ci.write(new_state().with_resource(resource("a")))
+    dev_state = dev.write(new_state().with_resource(resource("b")))
+    assert opened("ci").read() == ci_state
+    assert opened("dev").read() == dev_state
+    assert opened("default").read().resources == {}
+    with ci.lock(operation="apply"), dev.lock(operation="apply"):
+        assert opened("dev").lock_info() is not None
+        assert opened("default").lock_info() is None
+    assert place.workspaces(current="x") == ["ci", "default", "dev", "x"]
+    with pytest.raises(StateError, match="still records 1 kernel"):
+        place.delete_workspace("ci")
+    with pytest.raises(StateError, match="cannot be deleted"):
+        place.delete_workspace("default")
+    with pytest.raises(StateError, match="there is no workspace nope"):
+        place.delete_workspace("nope")
+    with pytest.raises(StateError, match="is not a workspace name"):
+        place.store("../x")
+    ci.write(ci.read().without("a"))
+    place.delete_workspace("ci")
+    assert place.stored_workspaces() == ["dev"]
+    assert opened("ci").read().serial == 0  # nothing is left of it
+
+
+def test_a_kernel_another_workspace_records_is_found(
+    place: Backend, opened: Callable[[str], StateStore]
+) -> None:
+    opened("ci").write(new_state().with_resource(resource("a")).with_resource(resource("b")))
+    mine = [resource("x", kernel_id="kid-a"), resource("y", kernel_id="kid-other")]
+    assert place.shared_with_others("dev", mine) == {"ci": ["x"]}
+    assert place.shared_with_others("ci", mine) == {}

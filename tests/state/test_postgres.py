@@ -40,7 +40,6 @@ from kernelform.state.location import (
 )
 from kernelform.state.postgres import (
     SCHEMA_VERSION,
-    PostgresBackend,
     PostgresStateStore,
     parse_url,
 )
@@ -249,29 +248,6 @@ def test_the_stale_check_is_the_databases(make: Any) -> None:
 
 
 # --- workspaces ------------------------------------------------------------------------
-
-
-def test_workspaces_are_independent_states_and_locks(
-    make: Any, pg_url: str, tmp_path: Path
-) -> None:
-    ci, dev = make(workspace="ci"), make(workspace="dev")
-    ci_state = ci.write(new_state().with_resource(resource("a")))
-    dev_state = dev.write(new_state().with_resource(resource("b")))
-    assert make(workspace="ci").read() == ci_state
-    assert make(workspace="dev").read() == dev_state
-    with ci.lock(operation="apply"), dev.lock(operation="apply"):
-        assert make(workspace="dev").lock_info() is not None
-    backend = PostgresBackend(pg_url, recovery_dir=tmp_path)
-    assert backend.workspaces(current="x") == ["ci", "default", "dev", "x"]
-    with pytest.raises(StateError, match="still records 1 kernel"):
-        backend.delete_workspace("ci")
-    with pytest.raises(StateError, match="cannot be deleted"):
-        backend.delete_workspace("default")
-    with pytest.raises(StateError, match="there is no workspace nope"):
-        backend.delete_workspace("nope")
-    ci.write(ci.read().without("a"))
-    backend.delete_workspace("ci")
-    assert backend.stored_workspaces() == ["dev"]
 
 
 def test_file_workspaces_live_in_directories(tmp_path: Path) -> None:
