@@ -4,9 +4,11 @@ A Jupyter server cannot say which of its kernels kernelform started, so the
 state records them. Losing that record leaks kernels; a wrong record makes
 kernelform stop kernels that are not its own. The package holds the model
 (``model``), the contract and the rules every backend keeps (``store``), the
-backends: a JSON file with a journal (``file``), PostgreSQL (``postgres``,
-optional: it needs psycopg), a variable (``memory``), and how a location and a
-workspace name become a store (``location``).
+workspaces of a backend and their rules (``backend``), what kernelform knows of
+each backend without importing it (``kinds``), the registry that turns a
+location and a workspace name into a store (``location``), and one module per
+backend: a JSON file with a journal (``file``), PostgreSQL (``postgres``,
+optional: it needs psycopg), the process's memory (``memory``).
 """
 
 from kernelform.state.file import FileStateStore
