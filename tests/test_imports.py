@@ -26,21 +26,7 @@ NOT_FOR_THE_PLANNER = frozenset({"requests", "urllib3", "websockets", "psycopg",
 
 # Edges the graph may hold for now, each until what its comment says is done. An entry that
 # no longer matches an edge fails the test: drop it then.
-KNOWN_EXCEPTIONS = frozenset(
-    {
-        # The state location and the PostgreSQL backend import each other (location
-        # lazily): removed by the shape-state branch (a backend registry).
-        ("kernelform.state.location", "kernelform.state.postgres"),
-        ("kernelform.state.postgres", "kernelform.state.location"),
-        # The manifest checks its state: key with location_problem, which shares
-        # state/location.py with the code that opens backends and, lazily, imports
-        # psycopg: the planner's one way to I/O (planner -> manifest -> manifest.keys
-        # -> state.location -> psycopg). Drop it once the location grammar has a module
-        # of its own in kernelform/state/ (being reshaped by the shape-state branch)
-        # and manifest.keys imports that.
-        ("kernelform.manifest.keys", "kernelform.state.location"),
-    }
-)
+KNOWN_EXCEPTIONS: frozenset[tuple[str, str]] = frozenset()
 
 Graph = Mapping[str, frozenset[str]]
 
