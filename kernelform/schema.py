@@ -25,6 +25,7 @@ from pydantic.json_schema import GenerateJsonSchema
 
 from kernelform.address import NAME_PATTERN
 from kernelform.manifest.keys import SECTIONS, TopKeys
+from kernelform.masking import Secret
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -35,6 +36,11 @@ class _Generator(GenerateJsonSchema):
 
     def field_title_should_be_set(self, schema: Any) -> bool:
         return False
+
+    def encode_default(self, dft: Any) -> Any:
+        if isinstance(dft, Secret):  # a default declared in code (no token), never a user's
+            return dft.reveal()
+        return super().encode_default(dft)
 
 
 def manifest_schema() -> dict[str, Any]:

@@ -243,17 +243,12 @@ def test_server_settings(tmp_path: Path) -> None:
     )
     bundle = str(tmp_path / "certs" / "ca.pem")
     assert manifest.servers == {
-        "a": ServerConfig(
-            name="a", url="http://a:8888", token=Secret("s3cret"), prune=True, verify=True
-        ),
-        "b": ServerConfig(
-            name="b", url="https://b/jupyter/", token=Secret(""), prune=False, verify=False
-        ),
-        "c": ServerConfig(name="c", url="https://c", token=Secret(""), prune=False, verify=bundle),
-        "d": ServerConfig(
-            name="d", url="HTTPS://D:443", token=Secret(""), prune=False, verify=True
-        ),
+        "a": ServerConfig(name="a", url="http://a:8888", token=Secret("s3cret"), prune=True),
+        "b": ServerConfig(name="b", url="https://b/jupyter/", insecure=True),
+        "c": ServerConfig(name="c", url="https://c", ca_bundle=bundle, prune=False),
+        "d": ServerConfig(name="d", url="HTTPS://D:443", token=Secret(""), prune=False),
     }
+    assert [s.verify for s in manifest.servers.values()] == [True, False, bundle, True]
     assert "s3cret" not in repr(manifest.servers["a"])
     assert "s3cret" not in repr(manifest)
 

@@ -14,7 +14,7 @@ import os
 import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
@@ -23,7 +23,6 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from kernelform.errors import Problem
 from kernelform.manifest.document import Stop
 from kernelform.manifest.keys import (
-    DEFAULT_START_TIMEOUT,
     NAME,
     SECTIONS,
     HubKeys,
@@ -35,7 +34,6 @@ from kernelform.manifest.keys import (
 )
 from kernelform.manifest.model import HubConfig, KernelDecl, ServerConfig
 from kernelform.manifest.variables import ExpandError, expand
-from kernelform.masking import Secret
 from kernelform.wording import closest, quoted
 
 TAG = "tag:yaml.org,2002:"
@@ -314,7 +312,7 @@ class Checker:
                 self.add(item, f"{key} must be {_LIST_OF[key]}, got {_node_kind(item)} in it")
                 items.append(_FAILED)
             failed = failed or items[-1] is _FAILED
-        return _FAILED if failed else items
+        return _FAILED if failed else tuple(items)
 
     def expand(self, node: ScalarNode, *, secret: bool) -> Any:
         try:
@@ -339,56 +337,46 @@ class Checker:
         return line, col + skip + offset
 
     def server(self, name: str, name_node: Node, node: Node) -> ServerConfig | None:
-        checked = self.entry("server", name, name_node, node, ServerKeys)
-        if checked is None or checked.model is None:
-            return None
-        model = checked.model
-        assert isinstance(model, ServerKeys)
-        verify = self.verify(model, checked.nodes)
-        if verify is None:
-            return None
-        return ServerConfig(
-            name=name, url=model.url, token=Secret(model.token), prune=model.prune, verify=verify
-        )
+        return self.endpoint("server", name, name_node, node, keys=ServerKeys, config=ServerConfig)
 
     def hub(self, name: str, name_node: Node, node: Node) -> HubConfig | None:
-        checked = self.entry("hub", name, name_node, node, HubKeys)
+        return self.endpoint("hub", name, name_node, node, keys=HubKeys, config=HubConfig)
+
+    def endpoint(
+        self,
+        kind: str,
+        name: str,
+        name_node: Node,
+        node: Node,
+        *,
+        keys: type[ServerKeys | HubKeys],
+        config: type[_Config],
+    ) -> _Config | None:
+        """A server or hub: validated with *keys*, then made its *config*: named, and with
+        its ``ca_bundle`` made absolute (it must hold certificates); None if reported."""
+        checked = self.entry(kind, name, name_node, node, keys)
         if checked is None or checked.model is None:
             return None
         model = checked.model
-        assert isinstance(model, HubKeys)
-        verify = self.verify(model, checked.nodes)
-        if verify is None:
-            return None
-        return HubConfig(
-            name=name,
-            url=model.url,
-            token=Secret(model.token),
-            groups=tuple(model.groups),
-            users=tuple(model.users),
-            start_servers=model.start_servers,
-            start_timeout=model.start_timeout or DEFAULT_START_TIMEOUT,
-            prune=model.prune,
-            verify=verify,
-        )
-
-    def verify(
-        self, model: ServerKeys | HubKeys, nodes: dict[str, tuple[Node, Node]]
-    ) -> bool | str | None:
-        """How to verify TLS: True, False (insecure) or a CA bundle; None if reported."""
+        assert isinstance(model, ServerKeys | HubKeys)
+        nodes = checked.nodes
         if model.insecure and model.ca_bundle is not None:
             self.add(
                 nodes["insecure"][1], "insecure: true and ca_bundle contradict each other; keep one"
             )
             return None
+        bundle = None
         if model.ca_bundle is not None:
             bundle = self.ca_bundle(model.ca_bundle, _value_at(*nodes["ca_bundle"]))
-            return bundle or None
-        return not model.insecure
+            if not bundle:
+                return None
+        written = {key: getattr(model, key) for key in model.model_fields_set}
+        return config.model_validate({**written, "name": name, "ca_bundle": bundle})
 
     def ca_bundle(self, written: str, node: Node) -> str:
-        """The bundle's path relative to the manifest, if it holds certificates; else "" and
-        a problem (a missing bundle would otherwise surface at the first request)."""
+        """The bundle's absolute path (*written* is relative to the manifest), if it holds
+        certificates; else "" and a problem (a missing bundle would otherwise surface at
+        the first request)."""
         path = os.path.join(self.base_dir, os.path.expanduser(written))
         try:
             ssl.create_default_context(cafile=path)
@@ -406,7 +394,7 @@ class Checker:
                 "give a PEM file with the CA that signed the server's certificate",
             )
         else:
-            return path
+            return os.path.abspath(path)
         return ""
 
     def kernel(
@@ -530,6 +518,7 @@ class Checker:
 
 
 _FAILED: Any = object()
+_Config = TypeVar("_Config", ServerConfig, HubConfig)
 
 
 @dataclass(frozen=True)

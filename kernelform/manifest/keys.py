@@ -17,6 +17,7 @@ holding ``${``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
@@ -36,6 +37,7 @@ from pydantic.fields import FieldInfo
 
 from kernelform.address import NAME_PATTERN
 from kernelform.duration import format_duration, parse_duration
+from kernelform.masking import Secret
 from kernelform.wording import clip, quoted
 
 MAX_COUNT = 1000
@@ -96,6 +98,15 @@ def _duration(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+def _duration_or(default: timedelta) -> Callable[[Any, ValidationInfo], Any]:
+    """A duration where null stands for *default* (a key that always has a value)."""
+
+    def read(value: Any, info: ValidationInfo) -> Any:
+        return default if value is None else _duration(value, info)
+
+    return read
+
+
 def _number_as_text(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -131,8 +142,13 @@ def _check_spec(spec: str) -> str:
     return spec
 
 
+def _token(value: Any) -> Any:
+    """A token as a ``Secret``, if it is text the Authorization header can carry; never
+    echoed. Anything but text is left for the type check to report (by its kind only)."""
+    return Secret(_check_token(value)) if isinstance(value, str) else value
+
+
 def _check_token(token: str) -> str:
-    """A token the Authorization header can carry; never echoed."""
     try:
         token.encode("latin-1")
     except UnicodeEncodeError:
@@ -246,7 +262,10 @@ Duration = Annotated[timedelta | None, BeforeValidator(_duration), _described(_D
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # arbitrary types: a token is held as a Secret (checked with isinstance)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, arbitrary_types_allowed=True
+    )
 
 
 class _Endpoint(_Section):
@@ -285,15 +304,15 @@ class _Endpoint(_Section):
         ),
     ]
     token: Annotated[
-        str,
-        AfterValidator(_check_token),
+        Secret,
+        BeforeValidator(_token),
         Key("a string", secret=True, quote_hint=True),
         _described({"type": "string"}),
         Field(
             description="API token, sent only in the Authorization header. Default: none.",
             repr=False,
         ),
-    ] = ""
+    ] = Secret("")
     prune: Annotated[
         Flag,
         Key("true or false"),
@@ -321,7 +340,7 @@ class ServerKeys(_Endpoint):
     """One entry of ``servers:``: a Jupyter server reached over its REST API."""
 
 
-def _check_names(names: list[str], info: ValidationInfo) -> list[str]:
+def _check_names(names: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
     if not names:  # a ${VAR} that expanded to nothing, say: never "everyone"
         raise ValueError(
             f"{info.field_name} is empty, which would select nobody; list names, or remove"
@@ -356,12 +375,12 @@ _NAMES_SCHEMA: dict[str, Any] = {
     "items": {"anyOf": [{"type": "string", "pattern": r"\S"}, {"type": "integer"}]},
 }
 GroupNames = Annotated[
-    list[Annotated[str, AfterValidator(_check_name_item)]],
+    tuple[Annotated[str, AfterValidator(_check_name_item)], ...],
     AfterValidator(_check_names),
     _described(_NAMES_SCHEMA),
 ]
 UserNames = Annotated[
-    list[Annotated[str, AfterValidator(_check_name_item), AfterValidator(_check_user)]],
+    tuple[Annotated[str, AfterValidator(_check_name_item), AfterValidator(_check_user)], ...],
     AfterValidator(_check_names),
     _described(_NAMES_SCHEMA),
 ]
@@ -387,7 +406,7 @@ class HubKeys(_Endpoint):
         GroupNames,
         Key("a list of group names", sequence=True),
         Field(description="select the members of these groups. Default: none."),
-    ] = []
+    ] = ()
     users: Annotated[
         UserNames,
         Key("a list of user names", sequence=True),
@@ -395,7 +414,7 @@ class HubKeys(_Endpoint):
             description="select these users (besides the groups' members). With neither "
             "groups nor users: every user of the hub."
         ),
-    ] = []
+    ] = ()
     start_servers: Annotated[
         Flag,
         Key("true or false"),
@@ -405,10 +424,17 @@ class HubKeys(_Endpoint):
         ),
     ] = False
     start_timeout: Annotated[
-        Duration,
+        timedelta,
+        BeforeValidator(_duration_or(DEFAULT_START_TIMEOUT)),
+        _described(_DURATION_SCHEMA),
         Key("a duration like 30m"),
         Field(description="how long to wait for a started server to be ready. Default 5m."),
     ] = DEFAULT_START_TIMEOUT
+
+    @property
+    def selects_everyone(self) -> bool:
+        """With neither groups nor users, every user of the hub is selected."""
+        return not self.groups and not self.users
 
 
 class KernelKeys(_Section):

@@ -1,9 +1,11 @@
 """What a valid manifest is, once read: servers, hubs, kernel declarations, desired addresses.
 
-These are the only manifest types the rest of kernelform uses. A kernel's
-settings stay in its validated ``KernelKeys`` (one declaration per key); a
-``KernelDecl`` adds what reading the file resolved (the server or hub, the
-setup code), and ``desired()`` expands ``count`` into one ``Desired`` per
+These are the only manifest types the rest of kernelform uses. Every entry
+keeps its validated model from ``keys.py`` (one declaration per key), with
+what reading the file resolved added: a ``ServerConfig`` or ``HubConfig`` *is*
+its ``ServerKeys`` or ``HubKeys`` plus its name, with ``ca_bundle`` made
+absolute; a ``KernelDecl`` holds its ``KernelKeys`` plus the server or hub and
+the setup code. ``desired()`` expands ``count`` into one ``Desired`` per
 address.
 
 A kernel declared on a hub runs on each selected user's server: which users
@@ -20,43 +22,39 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from kernelform.address import Address
-from kernelform.manifest.keys import KernelKeys
+from kernelform.manifest.keys import HubKeys, KernelKeys, ServerKeys
 from kernelform.masking import Secret
 from kernelform.recipe import Recipe, digest
 
 
-@dataclass(frozen=True)
-class ServerConfig:
-    """One Jupyter server. ``verify`` is True, False (``insecure``) or a CA bundle path."""
+def _verify(ca_bundle: str | None, insecure: bool) -> bool | str:
+    """How to verify TLS: the CA bundle, else False when insecure, else True (the system's CAs)."""
+    return ca_bundle if ca_bundle is not None else not insecure
+
+
+class ServerConfig(ServerKeys):
+    """One Jupyter server: its keys, its name, and ``ca_bundle`` absolute (as read)."""
 
     name: str
-    url: str
-    token: Secret
-    prune: bool
-    verify: bool | str
-
-
-@dataclass(frozen=True)
-class HubConfig:
-    """One JupyterHub: which users' servers form its fleet, and how to reach it."""
-
-    name: str
-    url: str
-    token: Secret
-    groups: tuple[str, ...]
-    users: tuple[str, ...]
-    start_servers: bool
-    start_timeout: timedelta
-    prune: bool
-    verify: bool | str
 
     @property
-    def selects_everyone(self) -> bool:
-        """With neither groups nor users, every user of the hub is selected."""
-        return not self.groups and not self.users
+    def verify(self) -> bool | str:
+        """True, False (``insecure``) or the CA bundle's path."""
+        return _verify(self.ca_bundle, self.insecure)
+
+
+class HubConfig(HubKeys):
+    """One JupyterHub (which users' servers form its fleet, and how to reach it): its
+    keys, its name, and ``ca_bundle`` absolute (as read)."""
+
+    name: str
+
+    @property
+    def verify(self) -> bool | str:
+        """True, False (``insecure``) or the CA bundle's path."""
+        return _verify(self.ca_bundle, self.insecure)
 
 
 def user_server(hub: str, user: str) -> str:
@@ -210,3 +208,4 @@ class Manifest:
                     address = str(Address(decl.name, index, user))
                     out.append(Desired(address, decl, index, server=server, user=user))
         return out
+
