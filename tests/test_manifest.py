@@ -8,16 +8,18 @@ import hashlib
 import shutil
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import certifi
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from kernelform.address import Address, parse_address
 from kernelform.duration import format_duration, parse_duration
 from kernelform.errors import ManifestError, Problem
 from kernelform.manifest import (
     Desired,
+    HubConfig,
     KernelDecl,
     KernelKeys,
     Manifest,
@@ -25,6 +27,7 @@ from kernelform.manifest import (
     load_manifest,
     parse_manifest,
 )
+from kernelform.manifest.keys import Key
 from kernelform.masking import Secret
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -283,6 +286,86 @@ def test_digest_is_of_the_bytes() -> None:
     assert a.digest == hashlib.sha256(LAB.encode()).hexdigest()
     assert a.digest != b.digest
     assert a.servers == b.servers
+
+
+MEANING_BASE = (
+    "servers:\n  lab: {url: 'http://lab:8888', token: t}\n"
+    "hubs:\n  campus: {url: 'https://hub.example.edu/', token: t, users: [ana]}\n"
+    "kernels:\n  etl: {spec: python3, server: lab}\n"
+    "  tutor: {spec: python3, hub: campus, setup: 'x = 1'}\n"
+)
+# Values to try for a field, until one its model accepts differs from the current one.
+OTHER_VALUES = ("http://other.example/", "other", True, False, 7, timedelta(minutes=7), ("bob",))
+
+
+def changed(model: BaseModel, field: str) -> BaseModel:
+    """*model* with *field* set to another value its model accepts."""
+    written = {key: getattr(model, key) for key in model.model_fields_set}
+    for value in OTHER_VALUES:
+        try:
+            other = type(model).model_validate({**written, field: value})
+        except ValidationError:
+            continue
+        if getattr(other, field) != getattr(model, field):
+            return other
+    raise AssertionError(f"no other value for {type(model).__name__}.{field}: add one")
+
+
+def entries(manifest: Manifest) -> list[tuple[str, str, BaseModel]]:
+    """Every model in *manifest*: (section, name, model)."""
+    return [
+        *(("servers", name, server) for name, server in manifest.servers.items()),
+        *(("hubs", name, hub) for name, hub in manifest.hubs.items()),
+        *(("kernels", name, decl.keys) for name, decl in manifest.kernels.items()),
+    ]
+
+
+def with_entry(manifest: Manifest, section: str, name: str, model: BaseModel) -> Manifest:
+    """*manifest* with one entry's model replaced (a kernel's keys, for a kernel)."""
+    if section == "kernels":
+        decl = dataclasses.replace(manifest.kernels[name], keys=model)
+        return dataclasses.replace(manifest, kernels={**manifest.kernels, name: decl})
+    entries = {**getattr(manifest, section), name: model}
+    return dataclasses.replace(manifest, **{section: entries})
+
+
+def test_meaning_covers_every_field_but_the_secret_ones() -> None:
+    """No field of any model can be left out of the digest a saved plan is checked with:
+    each one's change changes it, but a token's (secret) does not."""
+    manifest = parse(MEANING_BASE)
+    seen: set[tuple[str, str]] = set()
+    for section, name, model in entries(manifest):
+        for field, info in type(model).model_fields.items():
+            other = with_entry(manifest, section, name, changed(model, field))
+            secret = any(isinstance(meta, Key) and meta.secret for meta in info.metadata)
+            assert (other.meaning == manifest.meaning) is secret, (section, name, field)
+            seen.add((type(model).__name__, field))
+    for name, decl in manifest.kernels.items():  # what reading a kernel resolved
+        for field in dataclasses.fields(decl):
+            if field.compare and field.name != "keys":
+                kernels = {**manifest.kernels, name: dataclasses.replace(decl, **{field.name: "x"})}
+                other = dataclasses.replace(manifest, kernels=kernels)
+                assert other.meaning != manifest.meaning, (name, field.name)
+    assert {model for model, _ in seen} == {"ServerConfig", "HubConfig", "KernelKeys"}
+    assert ("HubConfig", "token") in seen and ("HubConfig", "start_timeout") in seen
+
+
+def test_a_key_added_to_a_model_is_in_the_meaning() -> None:
+    """A new hub key needs no edit of ``meaning`` to make a saved plan stale."""
+
+    class WiderHub(HubConfig):
+        future_key: Annotated[str, Key("a string")] = "a"
+
+    manifest = parse(MEANING_BASE)
+    hub = manifest.hubs["campus"]
+    written = {key: getattr(hub, key) for key in hub.model_fields_set}
+    one, two = (
+        with_entry(
+            manifest, "hubs", "campus", WiderHub.model_validate({**written, "future_key": v})
+        )
+        for v in ("a", "b")
+    )
+    assert one.meaning != two.meaning
 
 
 def test_examples_validate_without_environment() -> None:

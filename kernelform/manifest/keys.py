@@ -68,6 +68,11 @@ def key_of(field: FieldInfo) -> Key:
     raise LookupError(f"field {field!r} has no Key annotation")
 
 
+def is_secret(field: FieldInfo) -> bool:
+    """Whether a field is a secret key (one without a ``Key``, a name, is not)."""
+    return any(isinstance(meta, Key) and meta.secret for meta in field.metadata)
+
+
 # --- how values are read ------------------------------------------------------------
 
 

@@ -6,7 +6,8 @@ what reading the file resolved added: a ``ServerConfig`` or ``HubConfig`` *is*
 its ``ServerKeys`` or ``HubKeys`` plus its name, with ``ca_bundle`` made
 absolute; a ``KernelDecl`` holds its ``KernelKeys`` plus the server or hub and
 the setup code. ``desired()`` expands ``count`` into one ``Desired`` per
-address.
+address, and ``Manifest.meaning`` is derived from these models, so that a key
+declared in ``keys.py`` is in it with no other edit.
 
 A kernel declared on a hub runs on each selected user's server: which users
 those are is only known by asking the hub (``kernelform.fleet``), so
@@ -17,14 +18,17 @@ those are is only known by asking the hub (``kernelform.fleet``), so
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
 
 from kernelform.address import Address
-from kernelform.manifest.keys import HubKeys, KernelKeys, ServerKeys
+from kernelform.manifest.keys import HubKeys, KernelKeys, ServerKeys, is_secret
 from kernelform.masking import Secret
 from kernelform.recipe import Recipe, digest
 
@@ -140,49 +144,19 @@ class Manifest:
     def meaning(self) -> str:
         """The sha256 hex of what the manifest says, not of how it is written.
 
-        Servers (url, prune, TLS verification), hubs (url, selection, every
-        setting but the token) and kernels (server or hub, every key, the setup
-        code as read), after variables are expanded: a comment, a
+        Every field of every server, hub and kernel (its keys, and what reading
+        resolved: the server or hub, the setup code as read, a ``ca_bundle``
+        made absolute), after variables are expanded: a comment, a
         reformatting or a reordering leaves it unchanged; a changed key or
-        variable changes it. Tokens are left out: a rotated token changes
-        nothing a plan does, and no value derived from a secret is saved.
+        variable changes it. It is derived from the models, so no key can be
+        left out. Secret keys (tokens) are: a rotated token changes nothing a
+        plan does, and no value derived from a secret is saved.
         """
-        servers = {
-            name: {
-                "url": server.url,
-                "prune": server.prune,
-                "verify": (
-                    os.path.abspath(server.verify)
-                    if isinstance(server.verify, str)
-                    else server.verify
-                ),
-            }
-            for name, server in self.servers.items()
+        said = {
+            "servers": {name: _said(server) for name, server in self.servers.items()},
+            "hubs": {name: _said(hub) for name, hub in self.hubs.items()},
+            "kernels": {name: _said(decl) for name, decl in self.kernels.items()},
         }
-        kernels = {
-            name: {
-                "server": decl.server,
-                "keys": decl.keys.model_dump(mode="json"),
-                "setup_code": decl.setup_code,
-            }
-            for name, decl in self.kernels.items()
-        }
-        said: dict[str, object] = {"servers": servers, "kernels": kernels}
-        if self.hubs:
-            said["hubs"] = {
-                name: {
-                    "url": hub.url,
-                    "groups": list(hub.groups),
-                    "users": list(hub.users),
-                    "start_servers": hub.start_servers,
-                    "start_timeout": hub.start_timeout.total_seconds(),
-                    "prune": hub.prune,
-                    "verify": (
-                        os.path.abspath(hub.verify) if isinstance(hub.verify, str) else hub.verify
-                    ),
-                }
-                for name, hub in self.hubs.items()
-            }
         text = json.dumps(said, sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -209,3 +183,16 @@ class Manifest:
                     out.append(Desired(address, decl, index, server=server, user=user))
         return out
 
+
+def _said(entry: BaseModel | KernelDecl) -> dict[str, Any]:
+    """What one entry says, as JSON data: every field but the secret keys (a model's are
+    dumped, a ``KernelDecl``'s compared fields taken one by one)."""
+    if isinstance(entry, BaseModel):
+        secret = {name for name, info in type(entry).model_fields.items() if is_secret(info)}
+        data: dict[str, Any] = entry.model_dump(mode="json", exclude=secret)
+        return data
+    return {
+        f.name: _said(value) if isinstance(value := getattr(entry, f.name), BaseModel) else value
+        for f in dataclasses.fields(entry)
+        if f.compare  # not spec_at: where a key is written is not what it says
+    }
