@@ -12,14 +12,33 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-__all__ = ["MAX_DURATION", "format_duration", "parse_duration"]
+__all__ = [
+    "DURATION_EXAMPLES",
+    "DURATION_PATTERN",
+    "MAX_DURATION",
+    "format_duration",
+    "parse_duration",
+]
 
 MAX_DURATION = timedelta(days=36500)
 """The longest duration accepted (100 years): anything longer is surely a typo,
 and would overflow ``datetime`` arithmetic."""
 
+DURATION_EXAMPLES = ("90s", "30m", "24h", "7d", "1h30m")
+
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
-_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+# The grammar: an amount of each unit, largest first, each at most once ("1h30m").
+_AMOUNTS = "".join(rf"(\d+{unit})?" for unit, _ in _UNITS)
+_DURATION = re.compile(_AMOUNTS)
+
+_LETTERS = "".join(unit for unit, _ in _UNITS)
+
+DURATION_PATTERN = rf"^\s*(?=\d)(?!(0+[{_LETTERS}])+\s*$){_AMOUNTS}\s*$"
+"""What ``parse_duration`` accepts, as one regular expression that JSON Schema
+(ECMA-262) reads too: the grammar, blanks around it, at least one amount, not
+all of them zero. Only the upper limit, ``MAX_DURATION``, is left to
+``parse_duration``."""
+
 _MAX_DIGITS = 12  # more digits than this is over MAX_DURATION in any unit
 _HELP = "use a whole number followed by s, m, h or d, e.g. 30m"
 
@@ -41,9 +60,10 @@ def parse_duration(text: str, *, rule: str = _HELP) -> timedelta:
     if not stripped or match is None:
         raise ValueError(f"invalid duration '{_show(text)}': {rule}")
     seconds = 0
-    for digits, (_, size) in zip(match.groups(), _UNITS, strict=True):
-        if digits is None:
+    for amount, (_, size) in zip(match.groups(), _UNITS, strict=True):
+        if amount is None:
             continue
+        digits = amount[:-1]  # "30m" -> "30"
         if len(digits) > _MAX_DIGITS:
             seconds = MAX_DURATION.days * 86400 + 1
             break

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -12,10 +13,17 @@ from typing import Annotated, Any
 
 import certifi
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from kernelform.address import Address, parse_address
-from kernelform.duration import format_duration, parse_duration
+from kernelform.duration import (
+    DURATION_EXAMPLES,
+    DURATION_PATTERN,
+    format_duration,
+    parse_duration,
+)
 from kernelform.errors import ManifestError, Problem
 from kernelform.manifest import (
     Desired,
@@ -636,6 +644,19 @@ def test_parse_duration_errors(text: str, message: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_duration(text)
     assert str(info.value).startswith(message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789dhms x\t", max_size=14) | st.sampled_from(DURATION_EXAMPLES))
+def test_duration_pattern_is_what_parse_duration_accepts(text: str) -> None:
+    """The schema's pattern and the parser are one grammar: they agree on every text but
+    one over the upper limit (the pattern does not count)."""
+    try:
+        parse_duration(text)
+        accepted = True
+    except ValueError as e:
+        accepted = "over the limit" in str(e)
+    assert (re.search(DURATION_PATTERN, text) is not None) is accepted, text
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,12 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from kernelform.address import NAME_PATTERN
-from kernelform.duration import format_duration, parse_duration
+from kernelform.duration import (
+    DURATION_EXAMPLES,
+    DURATION_PATTERN,
+    format_duration,
+    parse_duration,
+)
 from kernelform.masking import Secret
 from kernelform.wording import clip, quoted
 
@@ -233,15 +238,11 @@ _FLAG_SCHEMA: dict[str, Any] = {
 }
 _DURATION_SCHEMA: dict[str, Any] = {
     "anyOf": [
-        {
-            "type": "string",
-            # a digit first (not empty), and not zero (0s, 0h0m): parse_duration's rules
-            "pattern": r"^\s*(?=\d)(?!(0+[dhms])+\s*$)(\d+d)?(\d+h)?(\d+m)?(\d+s)?\s*$",
-        },
+        {"type": "string", "pattern": DURATION_PATTERN},
         _VARIABLE_SCHEMA,
         {"type": "null"},
     ],
-    "examples": ["90s", "30m", "24h", "7d", "1h30m"],
+    "examples": list(DURATION_EXAMPLES),
 }
 _TEXT_SCHEMA: dict[str, Any] = {"type": ["string", "null"]}
 # _check_cwd's rules: relative (no leading / or \, no drive letter), no '..' segment.
