@@ -32,10 +32,11 @@ from kernelform.manifest import (
     KernelKeys,
     Manifest,
     ServerConfig,
+    ServerKeys,
     load_manifest,
     parse_manifest,
 )
-from kernelform.manifest.keys import Key
+from kernelform.manifest.keys import URL_PATTERN, Key
 from kernelform.masking import Secret
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -889,6 +890,31 @@ HUB_ERRORS: list[tuple[str, str, list[str]]] = [
 )
 def test_hub_error(text: str, expected: list[str]) -> None:
     assert problems(text, {"HUB_TOKEN": "t"}) == expected
+
+
+URL_PARSER_ONLY = ("url has no host", "url has an invalid port", "url is not a valid URL")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(["http://", "HTTPs://", "https:/", "ftp://", "//", "http", ""]),
+    st.text(alphabet="ab1:@/[]?# \t.-", max_size=12),
+)
+def test_url_pattern_is_what_the_url_check_accepts(scheme: str, rest: str) -> None:
+    """The schema's url pattern and _check_url share their rules: every url the check
+    accepts matches the pattern, and one the pattern matches is refused only for what
+    needs a URL parser (host, port)."""
+    url = scheme + rest
+    try:
+        ServerKeys.model_validate({"url": url})
+        refused = ""
+    except ValidationError as e:
+        refused = str(e.errors()[0]["ctx"]["error"])
+    matched = re.search(URL_PATTERN, url) is not None
+    if not refused:
+        assert matched, url
+    elif matched:
+        assert refused.startswith(URL_PARSER_ONLY), (url, refused)
 
 
 def test_hub_token_never_in_messages() -> None:

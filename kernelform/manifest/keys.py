@@ -180,13 +180,31 @@ def _check_cwd(cwd: str | None) -> str | None:
     return cwd
 
 
+def _any_case(word: str) -> str:
+    """A pattern matching *word* in any case (JSON Schema patterns have no flags)."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# What a url must be, as patterns: _check_url checks each (with its own message), and
+# URL_PATTERN, the schema's, joins them. What needs a URL parser (the user:password,
+# the host, the port) only _check_url can tell; URL_PATTERN's parts for the first two
+# are its nearest approximation.
+_URL_SCHEME = _any_case("http") + "[sS]?://"  # http:// or https://, in any case
+_URL_BLANK = r"\s"
+_URL_QUERY = "?#"  # a pasted ?token=... or #fragment is never part of the server's URL
+URL_PATTERN = (
+    rf"^(?!.*[{_URL_BLANK}{_URL_QUERY}])(?!{_URL_SCHEME}[^/]*@)"
+    rf"({_URL_SCHEME}[^/:]|.*\$\{{)"  # or a ${VAR}, which may stand for any of it
+)
+
+
 def _check_url(url: str) -> str:
     if not url:
         raise ValueError("url must not be empty")
-    if any(c.isspace() for c in url):
+    if re.search(_URL_BLANK, url):
         raise ValueError("url must not contain spaces")
     # None of these is echoed: a pasted URL may carry the token (?token=...).
-    if "?" in url or "#" in url:
+    if re.search(f"[{_URL_QUERY}]", url):
         raise ValueError("url must not have a query or fragment; put the token in 'token'")
     try:
         parts = urlsplit(url)
@@ -194,9 +212,7 @@ def _check_url(url: str) -> str:
         raise ValueError(f"url is not a valid URL ({e}): {quoted(url)}") from None
     if "@" in parts.netloc:
         raise ValueError("url must not contain a user or password; put the token in 'token'")
-    if parts.scheme.lower() not in ("http", "https") or not url.lower().startswith(
-        parts.scheme.lower() + "://"
-    ):
+    if not re.match(_URL_SCHEME, url):
         raise ValueError(f"url must start with http:// or https://, got {quoted(url)}")
     if not parts.hostname:
         raise ValueError(f"url has no host: {quoted(url)}")
@@ -219,10 +235,6 @@ def _check_state(location: str | None) -> str | None:
 # --- the JSON Schema of raw values (before ${VAR} expansion) ----------------------------
 
 _VARIABLE_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"\$\{"}
-
-
-def _any_case(word: str) -> str:
-    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
 
 
 def _words(words: tuple[str, ...]) -> str:
@@ -295,15 +307,7 @@ class _Endpoint(_Section):
         str,
         AfterValidator(_check_url),
         Key("a string"),
-        _described(
-            {
-                "type": "string",
-                # http(s)://HOST, or a variable; no space, query, fragment (a pasted
-                # ?token=) or user:password@ (what _check_url refuses that a pattern sees)
-                "pattern": r"^(?!.*[\s?#])(?![hH][tT][tT][pP][sS]?://[^/]*@)"
-                r"([hH][tT][tT][pP][sS]?://[^/:]|.*\$\{)",
-            }
-        ),
+        _described({"type": "string", "pattern": URL_PATTERN}),
         Field(
             description="http(s) URL of the Jupyter server, with its path prefix if any "
             "(/user/ana/); for a hub, its public URL. Required."
