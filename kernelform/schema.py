@@ -19,11 +19,13 @@ keys, tabs, size), and what a variable expands to.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from pydantic.json_schema import GenerateJsonSchema
 
 from kernelform.address import NAME_PATTERN
+from kernelform.duration import format_duration
 from kernelform.manifest.keys import SECTIONS, TopKeys
 from kernelform.masking import Secret
 
@@ -38,6 +40,9 @@ class _Generator(GenerateJsonSchema):
         return False
 
     def encode_default(self, dft: Any) -> Any:
+        """A default as a manifest writes it: ``5m``, not ``PT5M``."""
+        if isinstance(dft, timedelta):
+            return format_duration(dft)
         if isinstance(dft, Secret):  # a default declared in code (no token), never a user's
             return dft.reveal()
         return super().encode_default(dft)

@@ -378,6 +378,12 @@ def _check_user(name: str) -> str:
     return name
 
 
+def _no_default_shown(schema: dict[str, Any]) -> None:
+    """For a key that, left out, means what no written value does (``groups: []`` is
+    refused, never "nobody"): the schema shows no default an editor would offer."""
+    schema.pop("default", None)
+
+
 _NAMES_SCHEMA: dict[str, Any] = {
     "type": "array",
     "minItems": 1,
@@ -415,14 +421,18 @@ class HubKeys(_Endpoint):
     groups: Annotated[
         GroupNames,
         Key("a list of group names", sequence=True),
-        Field(description="select the members of these groups. Default: none."),
+        Field(
+            description="select the members of these groups. Default: none.",
+            json_schema_extra=_no_default_shown,
+        ),
     ] = ()
     users: Annotated[
         UserNames,
         Key("a list of user names", sequence=True),
         Field(
             description="select these users (besides the groups' members). With neither "
-            "groups nor users: every user of the hub."
+            "groups nor users: every user of the hub.",
+            json_schema_extra=_no_default_shown,
         ),
     ] = ()
     start_servers: Annotated[
@@ -438,7 +448,10 @@ class HubKeys(_Endpoint):
         BeforeValidator(_duration_or(DEFAULT_START_TIMEOUT)),
         _described(_DURATION_SCHEMA),
         Key("a duration like 30m"),
-        Field(description="how long to wait for a started server to be ready. Default 5m."),
+        Field(
+            description="how long to wait for a started server to be ready. "
+            f"Default {format_duration(DEFAULT_START_TIMEOUT)}."
+        ),
     ] = DEFAULT_START_TIMEOUT
 
     @property

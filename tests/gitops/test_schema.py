@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from kernelform.manifest import parse_manifest
 from kernelform.manifest.document import MAX_BYTES, Stop, compose, decode, new_yaml
 from kernelform.manifest.keys import SECTIONS, TopKeys
 from kernelform.schema import manifest_schema
@@ -146,6 +147,60 @@ def test_keys_come_from_the_declarations() -> None:
         for name, field in section.model.model_fields.items():
             assert entry["properties"][name]["description"] == field.description
     assert schema["additionalProperties"] is False
+
+
+# The least entry of each section, to which one key at a time is added.
+LEAST = {
+    "servers": {"url": "http://127.0.0.1:8888"},
+    "hubs": {"url": "http://127.0.0.1:8000"},
+    "kernels": {"spec": "python3"},
+}
+
+
+def advertised() -> list[tuple[str, str, str, Any]]:
+    """Every value the schema shows: (where, key, "default" or "examples", value)."""
+    schema = manifest_schema()
+    found = []
+    for key, prop in schema["properties"].items():
+        if key not in SECTIONS and "default" in prop:
+            found.append(("", key, "default", prop["default"]))
+    for name, section in SECTIONS.items():
+        for key, prop in schema["$defs"][section.model.__name__]["properties"].items():
+            if "default" in prop:
+                found.append((name, key, "default", prop["default"]))
+            found += [(name, key, "examples", value) for value in prop.get("examples", [])]
+    return found
+
+
+ADVERTISED = advertised()
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "kind", "value"),
+    ADVERTISED,
+    ids=[f"{s or 'top'}.{k}-{kind}-{v!r}" for s, k, kind, v in ADVERTISED],
+)
+def test_every_default_and_example_passes_validate(
+    section: str, key: str, kind: str, value: Any
+) -> None:
+    """What the schema shows an editor (a default, an example) is what kernelform reads."""
+    data: dict[str, Any] = {"servers": {"lab": LEAST["servers"]}}
+    if section:
+        data.setdefault(section, {})["one"] = {**LEAST[section], key: value}
+    else:
+        data[key] = value
+    assert validator().is_valid(data), data
+    parse_manifest(json.dumps(data), filename="k.yaml", environ={})  # raises if refused
+
+
+def test_the_advertised_values_are_all_there() -> None:
+    assert set(LEAST) == set(SECTIONS)
+    shown = {(section, key): value for section, key, kind, value in ADVERTISED if kind == "default"}
+    assert shown[("hubs", "start_timeout")] == "5m"
+    assert shown[("kernels", "protect")] is True
+    assert ("hubs", "groups") not in shown  # left out is not []: groups: [] is refused
+    assert sum(kind == "examples" for *_, kind, _ in ADVERTISED) >= 5 * 5
+    assert len(ADVERTISED) >= 40, len(ADVERTISED)
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
