@@ -710,6 +710,28 @@ def test_count_from_text(count: str, message: str | None) -> None:
         assert problems(text) == [f"k.yaml:5:23: {message}"]
 
 
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [
+        ("2.0", 2),
+        ("1e3", 1000),
+        ("-0.0", 0),
+        ("2.5", "count must be an integer, got 2.5"),
+        (".inf", "count must be an integer, got inf"),
+        ("-2.0", "count must not be negative, got -2"),
+        ("1e4", "count 10000 is over the limit of 1000"),
+        ("1e300", "count 1e+300 is over the limit of 1000"),
+    ],
+)
+def test_count_as_a_whole_float(count: str, expected: int | str) -> None:
+    """JSON Schema counts 2.0 as the integer 2 (an editor accepts it), and so does validate."""
+    text = LAB + f"kernels:\n  a: {{spec: x, count: {count}}}\n"
+    if isinstance(expected, int):
+        assert parse(text).kernels["a"].keys.count == expected
+    else:
+        assert problems(text) == [f"k.yaml:5:23: {expected}"]
+
+
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
 def test_endless_file_is_refused() -> None:
     with pytest.raises(ManifestError) as info:

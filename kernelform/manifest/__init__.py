@@ -45,7 +45,9 @@ never silently kept as text. Expanded values are strings: ``count`` and the
 booleans also accept strings (``"2"``, ``"true"``/``"false"``/``"yes"``/``"no"``
 /``"on"``/``"off"``/``"1"``/``"0"``) so that ``count: ${N:-2}`` works; an empty
 string for ``cwd``, ``server``, ``revision`` or ``ca_bundle`` means "not set".
-Other types are not coerced: ``count: 2.0`` and ``protect: 1`` are errors.
+A whole number written as a float is a count (``count: 2.0`` is 2, ``1e3`` is
+1000: JSON Schema, and so an editor, reads them so); ``count: 2.5`` is an
+error. Other types are not coerced: ``protect: 1`` is an error.
 
 Refused outright, so that any input is dealt with in a second or so: files
 over ``MAX_BYTES`` (256 KiB) and documents of more than ``MAX_NODES`` YAML

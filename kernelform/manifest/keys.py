@@ -123,7 +123,15 @@ def _number_as_text(value: Any) -> Any:
     return _empty_is_none(value)
 
 
-def _count_from_text(value: Any) -> Any:
+def _count_as_integer(value: Any) -> Any:
+    """A count written as text (``${N:-2}``), or as a whole float (``2.0``, ``1e3``: JSON
+    Schema, and so an editor, sees the integer 2 there), is that integer; 2.5 is not."""
+    if isinstance(value, float) and value.is_integer():
+        if abs(value) < 2**53:  # an exact integer
+            return int(value)
+        if value < 0:  # far past the limit, and shown as written (1e300), not in 300 digits
+            raise ValueError(f"count must not be negative, got {value:g}")
+        raise ValueError(f"count {value:g} is over the limit of {MAX_COUNT}")
     if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
         text = value.strip()
         if len(text.lstrip("+-").lstrip("0")) > 9:  # int() of a huge string is slow
@@ -516,7 +524,7 @@ class KernelKeys(_Section):
     ] = None
     count: Annotated[
         int | None,
-        BeforeValidator(_count_from_text),
+        BeforeValidator(_count_as_integer),
         AfterValidator(_check_count),
         Key("an integer"),
         _described(
