@@ -1,13 +1,14 @@
 """The manifest's keys, declared once.
 
-Each section entry (a server, a kernel) is a strict pydantic model; each key is
+Each section entry (a server, a hub, a kernel) is a strict pydantic model; each key is
 one annotated field that carries everything said about it: its type and
 default, how a value is read (``"yes"`` is true, ``""`` is "not set", ``30m``
 is a duration), what a valid value looks like in a message (``Key.expected``),
 whether it is a secret, its description, and its JSON Schema. The checker
-validates with these models, ``kernelform schema`` prints their schema, and
-the results are built from them, so that a key declared here exists
-everywhere and cannot be described in two different ways.
+validates with these models, ``kernelform schema`` prints their schema, the
+results are these models (a server or hub is its keys' model plus its name,
+see ``model.py``), and the saved plan's digest dumps them, so that a key
+declared here exists everywhere and cannot be described in two different ways.
 
 Values reach the models after ``${VAR}`` expansion, so a string may stand for
 any scalar (``count: ${N:-2}``); the schema therefore also accepts a string
@@ -167,6 +168,7 @@ def _token(value: Any) -> Any:
 
 
 def _check_token(token: str) -> str:
+    """A token the Authorization header can carry; never echoed."""
     try:
         token.encode("latin-1")
     except UnicodeEncodeError:
