@@ -3,7 +3,7 @@
 Fixtures
 --------
 ``jupyter_server`` (session)
-    The running server (``tests.live_jupyter.JupyterServer``): ``.url`` (ends in
+    The running server (``tests.support.live_jupyter.JupyterServer``): ``.url`` (ends in
     ``/``), ``.token``, ``.root``, ``.log_path``, ``.runtime_dir``, ``.data_dir``, and
     plain-``requests`` helpers (``api``, ``kernels``, ``kernel_ids``, ``sessions``,
     ``create_session``, ``run_code``, ``wait_ready``, ``wait_gone``, ``cleanup``...).
@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from kernelform.client import JupyterClient
-from tests.live_jupyter import LIGHT_SPEC, JupyterServer, launch, write_kernelspec
+from tests.support.live_jupyter import LIGHT_SPEC, JupyterServer, launch, write_kernelspec
 
 
 @pytest.fixture(scope="session")

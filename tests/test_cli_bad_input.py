@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.kf import TRACEBACK, run, run_main
 from tests.manifests import BrokenCase, broken_cases
+from tests.support.kf import TRACEBACK, run, run_main
 
 CASES = broken_cases()
 SAMPLE = CASES[:: max(1, len(CASES) // 12)]

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.kf import Result, run, run_main, server_env, state_of, write_manifest
-from tests.live_jupyter import JupyterServer
+from tests.support.kf import Result, run, run_main, server_env, state_of, write_manifest
+from tests.support.live_jupyter import JupyterServer
 
 
 def one_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

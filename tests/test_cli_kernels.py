@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.kf import Result, run
-from tests.live_jupyter import JupyterServer, free_port
+from tests.support.kf import Result, run
+from tests.support.live_jupyter import JupyterServer, free_port
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 

@@ -26,8 +26,8 @@ from kernelform.errors import (
     UnknownKernelSpec,
 )
 from kernelform.models import Kernel
-from tests.fakehttp import FakeHTTPServer, HangingServer, Recorded, Reply, json_reply
-from tests.live_jupyter import JupyterServer, free_port, launch, shell_reply, wait_for
+from tests.support.fakehttp import FakeHTTPServer, HangingServer, Recorded, Reply, json_reply
+from tests.support.live_jupyter import JupyterServer, free_port, launch, shell_reply, wait_for
 
 UNKNOWN_ID = "3f1e7a52-9d0c-4b6e-8a41-2c5d7e9f0b13"
 

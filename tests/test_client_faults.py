@@ -11,7 +11,7 @@ import pytest
 from kernelform.client import JupyterClient
 from kernelform.errors import AuthError, BadResponse, ConnectError, Remedy, ServerError
 from kernelform.live import LiveServer
-from tests.fakehttp import FakeHTTPServer, Recorded, Reply, ResetServer, json_reply
+from tests.support.fakehttp import FakeHTTPServer, Recorded, Reply, ResetServer, json_reply
 
 TOKEN = "s3cr3t-" + "ab" * 16
 KERNEL_ID = "3f1e7a52-9d0c-4b6e-8a41-2c5d7e9f0b13"

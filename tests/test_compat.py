@@ -10,7 +10,7 @@ import pytest
 
 from kernelform import jupyter_kernel as jk
 from kernelform.errors import AuthError, ClientError, KernelNotFound, UnknownKernelSpec
-from tests.live_jupyter import JupyterServer
+from tests.support.live_jupyter import JupyterServer
 
 KERNEL_KEYS = {"id", "name", "execution_state", "last_activity", "connections"}
 SESSION_KEYS = {"id", "notebook", "kernel_id", "kernel_state", "type", "name"}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kf import run
+from tests.support.kf import run
 
 BIN = str(Path(sys.executable).parent)
 

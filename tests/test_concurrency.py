@@ -4,7 +4,7 @@ The state lock (``flock`` on ``state.json.lock``) must serialise them: with
 ``--lock-timeout`` the losers wait, then find nothing to do; without it they
 fail at once (exit 1, naming the holder's pid) and touch nothing. Either way the
 server ends up running exactly the declared kernels, all of them in the state.
-Requests go through ``tests.faultproxy.FaultProxy`` (with no fault) so that the
+Requests go through ``tests.support.faultproxy.FaultProxy`` (with no fault) so that the
 tests can count the starts the server was asked for.
 """
 
@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from kernelform.state import FileStateStore
-from tests.faultproxy import FaultProxy
-from tests.kf import TRACEBACK, Result, run, state_of, write_manifest
-from tests.live_jupyter import JupyterServer
+from tests.support.faultproxy import FaultProxy
+from tests.support.kf import TRACEBACK, Result, run, state_of, write_manifest
+from tests.support.live_jupyter import JupyterServer
 
 RUNS = 8
 COUNT = 4

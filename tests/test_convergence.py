@@ -74,9 +74,9 @@ from kernelform.plan import Action, Change, Plan, UpdateKind
 from kernelform.planner import make_plan
 from kernelform.recipe import Recipe
 from kernelform.state import FileStateStore, Resource, State, new_state
-from tests.fakeserver import FakeJupyter, FakeKernel, MemoryStore, Op
-from tests.kf import run, server_env, write_manifest
-from tests.live_jupyter import PYTHON3_SPEC, JupyterServer, write_kernelspec
+from tests.support.fakeserver import FakeJupyter, FakeKernel, MemoryStore, Op
+from tests.support.kf import run, server_env, write_manifest
+from tests.support.live_jupyter import PYTHON3_SPEC, JupyterServer, write_kernelspec
 
 UTC = timezone.utc
 KERNEL_NAMES = ("etl", "web", "ml", "db")

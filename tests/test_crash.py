@@ -53,8 +53,8 @@ from kernelform.runtime import KernelIds, Runtime
 from kernelform.state import FileStateStore, Resource, State, new_state
 from kernelform.state.memory import MemoryStateStore
 from kernelform.workspace import Settings, Workspace
-from tests.kf import Result, run, server_env, state_of, write_manifest
-from tests.live_jupyter import JupyterServer
+from tests.support.kf import Result, run, server_env, state_of, write_manifest
+from tests.support.live_jupyter import JupyterServer
 
 POINTS = (
     "before-request",

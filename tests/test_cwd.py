@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.faultproxy import FaultProxy, Kind
-from tests.kf import Result, run, state_of
-from tests.live_jupyter import JupyterServer, launch
+from tests.support.faultproxy import FaultProxy, Kind
+from tests.support.kf import Result, run, state_of
+from tests.support.live_jupyter import JupyterServer, launch
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from kernelform.state import FileStateStore
-from tests.kf import Result, run, server_env, state_of, write_manifest
-from tests.live_jupyter import (
+from tests.support.kf import Result, run, server_env, state_of, write_manifest
+from tests.support.live_jupyter import (
     PYTHON3_SPEC,
     JupyterServer,
     shell_reply,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.kf import ROOT, Result, run, server_env, state_of, write_manifest
-from tests.live_jupyter import JupyterServer
+from tests.support.kf import ROOT, Result, run, server_env, state_of, write_manifest
+from tests.support.live_jupyter import JupyterServer
 
 
 @pytest.fixture

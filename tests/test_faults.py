@@ -1,6 +1,6 @@
 """plan and apply through a faulty network: refused, reset, 500, 503, 403, too slow.
 
-The manifest's server URL points at ``tests.faultproxy.FaultProxy``, which
+The manifest's server URL points at ``tests.support.faultproxy.FaultProxy``, which
 forwards to the session's real jupyter server and injects one kind of fault.
 Every case checks what a user sees (exit 1, ``Error:`` lines or a report naming
 the server and the cause, never a traceback), that the state tells the truth
@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from tests.faultproxy import FaultProxy, Kind
-from tests.kf import Result, run, state_of, write_manifest
-from tests.live_jupyter import JupyterServer
+from tests.support.faultproxy import FaultProxy, Kind
+from tests.support.kf import Result, run, state_of, write_manifest
+from tests.support.live_jupyter import JupyterServer
 
 TIMEOUT = "1"
 KERNELS = "  etl: {spec: python3, count: 2}\n  solo: {spec: python3}\n"

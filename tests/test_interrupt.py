@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.faultproxy import FaultProxy, Kind
-from tests.kf import TRACEBACK, state_of, write_manifest
-from tests.live_jupyter import JupyterServer, wait_for
+from tests.support.faultproxy import FaultProxy, Kind
+from tests.support.kf import TRACEBACK, state_of, write_manifest
+from tests.support.live_jupyter import JupyterServer, wait_for
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.kf import Result, run, server_env, state_of, write_manifest
-from tests.live_jupyter import JupyterServer, wait_for
+from tests.support.kf import Result, run, server_env, state_of, write_manifest
+from tests.support.live_jupyter import JupyterServer, wait_for
 
 
 @pytest.fixture

@@ -46,9 +46,16 @@ from kernelform.errors import (
 from kernelform.manifest import load_manifest, parse_manifest
 from kernelform.state import FileStateStore
 from kernelform.workspace import Workspace
-from tests.fakehttp import FakeHTTPServer, HangingServer, Recorded, Reply, ResetServer, json_reply
-from tests.kf import Result, run
-from tests.live_jupyter import JupyterServer, free_port, launch
+from tests.support.fakehttp import (
+    FakeHTTPServer,
+    HangingServer,
+    Recorded,
+    Reply,
+    ResetServer,
+    json_reply,
+)
+from tests.support.kf import Result, run
+from tests.support.live_jupyter import JupyterServer, free_port, launch
 
 TOKEN = "kf-SECRET-" + secrets.token_hex(8)
 WRONG = "kf-WRONG-" + secrets.token_hex(8)

@@ -21,9 +21,9 @@ import pytest
 
 from kernelform.recipe import Recipe
 from kernelform.state import FileStateStore, Resource
-from tests.faultproxy import FaultProxy
-from tests.kf import Result, run, state_of, write_manifest
-from tests.live_jupyter import JupyterServer
+from tests.support.faultproxy import FaultProxy
+from tests.support.kf import Result, run, state_of, write_manifest
+from tests.support.live_jupyter import JupyterServer
 
 DECLARED = (
     "  fine: {spec: python3}\n"

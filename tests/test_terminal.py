@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from kernelform.state import FileStateStore, LockInfo
-from tests.kf import ROOT, TRACEBACK, Result, run, server_env, write_manifest
-from tests.live_jupyter import JupyterServer
+from tests.support.kf import ROOT, TRACEBACK, Result, run, server_env, write_manifest
+from tests.support.live_jupyter import JupyterServer
 
 
 class Terminal:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.kf import run, run_main
-from tests.live_jupyter import free_port
+from tests.support.kf import run, run_main
+from tests.support.live_jupyter import free_port
 
 SECRET = "tök€n-secret"
 

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.kf import Result, run, state_of
-from tests.live_jupyter import (
+from tests.support.kf import Result, run, state_of
+from tests.support.live_jupyter import (
     START_TIMEOUT,
     JupyterServer,
     ServerStartError,

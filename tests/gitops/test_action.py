@@ -24,9 +24,9 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from tests.fakehttp import FakeHTTPServer, Recorded, Reply, json_reply
-from tests.kf import ROOT, TRACEBACK, server_env, write_manifest
-from tests.live_jupyter import JupyterServer
+from tests.support.fakehttp import FakeHTTPServer, Recorded, Reply, json_reply
+from tests.support.kf import ROOT, TRACEBACK, server_env, write_manifest
+from tests.support.live_jupyter import JupyterServer
 
 TOKEN = "ghs_kftestSECRETtoken0123456789"
 REPO = "octo/infra"

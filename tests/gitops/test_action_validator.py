@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kf import ROOT
+from tests.support.kf import ROOT
 
 SCRIPT = ROOT / ".ci" / "validate-github"
 

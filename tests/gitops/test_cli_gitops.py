@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.kf import Result, run, server_env, write_manifest
-from tests.live_jupyter import JupyterServer
+from tests.support.kf import Result, run, server_env, write_manifest
+from tests.support.live_jupyter import JupyterServer
 
 
 def github_env(workspace: Path, summary: Path) -> dict[str, str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from tests.kf import ROOT
+from tests.support.kf import ROOT
 
 HOOKS = ROOT / ".pre-commit-hooks.yaml"
 # What pre-commit's manifest schema requires of a hook, and the types it checks.

@@ -3,7 +3,7 @@
 Fixtures
 --------
 ``hub_session`` (session)
-    A running ``tests.live_hub.Hub`` with users ``USERS`` and groups ``GROUPS``;
+    A running ``tests.support.live_hub.Hub`` with users ``USERS`` and groups ``GROUPS``;
     the servers of ``RUNNING`` are up, those of ``STOPPED`` are not. Services:
     ``Hub.token`` (the manager: ``MANAGER_SCOPES``) and ``Hub.token_without(scope)``
     for each of those scopes. Do not use it directly unless you restore what you
@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from tests.live_hub import Hub, launch_hub
+from tests.support.live_hub import Hub, launch_hub
 
 USERS = ("ana", "bob", "carl", "dora")
 GROUPS = {"physics-101": ("ana", "bob"), "staff": ("carl",)}

@@ -30,9 +30,9 @@ from kernelform.membership import ServerStatus
 from kernelform.runtime import Runtime
 from kernelform.workspace import Settings, Workspace
 from tests.hub.conftest import RUNNING, STOPPED, USERS
-from tests.kf import Result, run
-from tests.live_hub import BLIND, GROUPS_ADMIN, Hub
-from tests.live_jupyter import free_port, wait_for
+from tests.support.kf import Result, run
+from tests.support.live_hub import BLIND, GROUPS_ADMIN, Hub
+from tests.support.live_jupyter import free_port, wait_for
 
 HUB_KEYS = ("groups", "users", "start_servers", "prune", "start_timeout")
 WRONG_TOKEN = "0badc0ffee" * 4

@@ -1,6 +1,6 @@
 """The JupyterHub harness, and the hub behaviours kernelform's fleets rely on.
 
-These tests prove ``tests.live_hub`` works (a real hub, proxy, single-user
+These tests prove ``tests.support.live_hub`` works (a real hub, proxy, single-user
 servers and kernels) and pin down, against that real hub, every answer the
 fleet feature will meet: pagination of the user list, group members, what each
 missing scope of the manager's token gives, what a stopped or killed server
@@ -27,8 +27,8 @@ import requests
 from websockets.exceptions import InvalidStatus
 
 from tests.hub.conftest import GROUPS, USERS
-from tests.live_hub import MANAGER_SCOPES, PAGINATION, Hub, scopes_without
-from tests.live_jupyter import wait_for
+from tests.support.live_hub import MANAGER_SCOPES, PAGINATION, Hub, scopes_without
+from tests.support.live_jupyter import wait_for
 
 RUNNING_USER = "ana"  # in RUNNING and in physics-101
 STOPPED_USER = "bob"  # in STOPPED and in physics-101

@@ -4,7 +4,7 @@ Why: kernelform claims Notebook 6 and 7, JupyterLab 3 and 4 (jupyter_server 1.x
 and 2.x), servers under a ``base_url`` and the Kernel Gateway; the rest of the
 suite runs against one jupyter_server. These fixtures start each generation in
 turn (``generations.GENERATIONS``), old ones from their cached venvs
-(``venvs.py``), the same way ``tests.live_jupyter.launch`` starts the suite's
+(``venvs.py``), the same way ``tests.support.live_jupyter.launch`` starts the suite's
 own server, and hand tests the same ``JupyterServer`` object.
 
 Fixtures
@@ -27,8 +27,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.live_jupyter import JupyterServer
 from tests.matrix.generations import GENERATIONS, TIMINGS, Generation, running
+from tests.support.live_jupyter import JupyterServer
 
 
 @pytest.fixture(scope="module", params=GENERATIONS, ids=[g.id for g in GENERATIONS])

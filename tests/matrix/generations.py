@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.live_jupyter import (
+from tests.matrix.venvs import ensure_venv
+from tests.support.live_jupyter import (
     JUPYTER_SERVER,
     LIGHT_SPEC,
     JupyterServer,
@@ -24,7 +25,6 @@ from tests.live_jupyter import (
     launch,
     write_kernelspec,
 )
-from tests.matrix.venvs import ensure_venv
 
 # A short wait for kernels that ignore the shutdown request (the ``light`` spec):
 # jupyter_client waits this long before it kills the process (default 5 s).

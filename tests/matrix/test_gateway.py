@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.kf import Result, run, server_env, write_manifest
-from tests.live_jupyter import JupyterServer
 from tests.matrix.generations import GATEWAY_API, KERNEL_GATEWAY, running
+from tests.support.kf import Result, run, server_env, write_manifest
+from tests.support.live_jupyter import JupyterServer
 
 LISTING_OPTION = "--JupyterWebsocketPersonality.list_kernels=True"
 

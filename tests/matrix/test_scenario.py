@@ -8,7 +8,7 @@ place, a kernel in use blocked then forced, a kernel shut down behind
 kernelform's back started again, the raw ``kernels`` commands, an apply killed
 mid-run then rerun, and destroy; then the six ``jupyter_kernel_*`` functions.
 Every check looks at the server itself with plain REST calls
-(``tests.live_jupyter``), never through kernelform.
+(``tests.support.live_jupyter``), never through kernelform.
 
 Where the generations differ (client-chosen kernel ids, the start's ``path``,
 sessions on the gateway), ``generations.py`` says what to expect.
@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from kernelform import jupyter_kernel as jk
-from tests.kf import Result, run, server_env, state_of, write_manifest
-from tests.live_jupyter import JupyterServer, wait_for
 from tests.matrix.generations import Generation
+from tests.support.kf import Result, run, server_env, state_of, write_manifest
+from tests.support.live_jupyter import JupyterServer, wait_for
 
 KILLED = -9
 

@@ -1,7 +1,7 @@
 """Fixtures of the state tests: one real PostgreSQL cluster for the whole session.
 
 ``pg_cluster`` (session)
-    A throwaway cluster (``tests.state.pgcluster``), started once (about 3 s)
+    A throwaway cluster (``tests.support.pgcluster``), started once (about 3 s)
     and removed at the end. Tests that stop or crash it must start it again.
 ``pg_url`` (function)
     A URL for the superuser with a schema of its own (``?schema=t_...``): every
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.state.pgcluster import Cluster, start_cluster, unique_name
+from tests.support.pgcluster import Cluster, start_cluster, unique_name
 
 
 @pytest.fixture(scope="session")

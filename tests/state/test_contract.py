@@ -24,7 +24,7 @@ from kernelform.errors import StaleState, StateCorrupt, StateError, StateLocked
 from kernelform.state import State, StateStore, new_state
 from kernelform.state.kinds import KINDS
 from kernelform.state.location import Backend, open_backend
-from tests.state.helpers import resource
+from tests.support.resources import resource
 
 Factory = Callable[[], StateStore]
 

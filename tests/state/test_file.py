@@ -39,7 +39,7 @@ from kernelform.state import (
     StateStore,
     new_state,
 )
-from tests.state.helpers import T0, resource
+from tests.support.resources import T0, resource
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ from kernelform.executor import _Recorder
 from kernelform.hooks import NO_HOOKS, Hooks
 from kernelform.state import Resource, State, new_state
 from kernelform.state.memory import MemoryStateStore
-from tests.state.helpers import resource
+from tests.support.resources import resource
 
 
 class SlowStore(MemoryStateStore):

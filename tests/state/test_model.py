@@ -20,7 +20,7 @@ from kernelform.state import (
     new_state,
     parse_time,
 )
-from tests.state.helpers import T0, resource
+from tests.support.resources import T0, resource
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -43,9 +43,9 @@ from kernelform.state.postgres import (
     PostgresStateStore,
     parse_url,
 )
-from tests.fakehttp import HangingServer
-from tests.state.helpers import resource
-from tests.state.pgcluster import Cluster, free_port, unique_name
+from tests.support.fakehttp import HangingServer
+from tests.support.pgcluster import Cluster, free_port, unique_name
+from tests.support.resources import resource
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -34,10 +34,10 @@ import pytest
 
 from kernelform.state import new_state
 from kernelform.state.postgres import PostgresStateStore
-from tests.kf import ROOT, TRACEBACK, Result, run, server_env, write_manifest
-from tests.live_jupyter import JupyterServer, wait_for
-from tests.state.helpers import resource
-from tests.state.pgcluster import Cluster, free_port, unique_name
+from tests.support.kf import ROOT, TRACEBACK, Result, run, server_env, write_manifest
+from tests.support.live_jupyter import JupyterServer, wait_for
+from tests.support.pgcluster import Cluster, free_port, unique_name
+from tests.support.resources import resource
 
 DATABASE = "kf_cli"
 ROLE = "kf_runner"
@@ -195,7 +195,7 @@ def apply_with_the_database_stopped(
     child = subprocess.Popen(
         [
             sys.executable,
-            *("-m", "tests.state.pausing", "apply", "--no-wait", "--auto-approve", *args),
+            *("-m", "tests.support.pausing", "apply", "--no-wait", "--auto-approve", *args),
         ],
         cwd=directory,
         env={

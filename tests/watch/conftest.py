@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 
-from tests.kf import TRACEBACK, server_env
-from tests.live_jupyter import (
+from tests.support.kf import TRACEBACK, server_env
+from tests.support.live_jupyter import (
     LIGHT_SPEC,
     SLOW_SPEC,
     JupyterServer,

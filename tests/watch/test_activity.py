@@ -9,7 +9,7 @@ every minute must not keep an idle server awake.
 from __future__ import annotations
 
 from kernelform.client import JupyterClient
-from tests.live_jupyter import JupyterServer
+from tests.support.live_jupyter import JupyterServer
 
 
 def last_activity(server: JupyterServer) -> str:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.kf import state_of
-from tests.live_jupyter import JupyterServer, free_port, wait_for
+from tests.support.kf import state_of
+from tests.support.live_jupyter import JupyterServer, free_port, wait_for
+from tests.support.watching import get, managed_ids, manifest
 from tests.watch.conftest import Bench, Watches
-from tests.watch.helpers import get, managed_ids, manifest
 
 
 def sample(text: str, name: str, **labels: str) -> float:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.kf import run
-from tests.live_jupyter import free_port
+from tests.support.kf import run
+from tests.support.live_jupyter import free_port
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.kf import run, state_of
-from tests.live_jupyter import JupyterServer, wait_for
+from tests.support.kf import run, state_of
+from tests.support.live_jupyter import JupyterServer, wait_for
+from tests.support.watching import manifest
 from tests.watch.conftest import Bench, Watches
-from tests.watch.helpers import manifest
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

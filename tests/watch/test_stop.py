@@ -23,8 +23,8 @@ from kernelform.facts import read_server
 from kernelform.manifest.loader import parse_manifest
 from kernelform.planner import make_plan
 from kernelform.state.model import new_state
-from tests.fakeserver import FakeJupyter, MemoryStore
-from tests.live_jupyter import JupyterServer, wait_for
+from tests.support.fakeserver import FakeJupyter, MemoryStore
+from tests.support.live_jupyter import JupyterServer, wait_for
 
 NOW = datetime(2026, 11, 30, tzinfo=timezone.utc)
 

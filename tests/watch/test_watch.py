@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.kf import run
-from tests.live_jupyter import JupyterServer
+from tests.support.kf import run
+from tests.support.live_jupyter import JupyterServer
+from tests.support.watching import managed_ids, manifest
 from tests.watch.conftest import Bench, Watches
-from tests.watch.helpers import managed_ids, manifest
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ")
 

@@ -1,6 +1,6 @@
 """Benchmark: applying N starts, with each state backend, against a plain stdlib loop.
 
-    .venv/bin/python -m tests.bench_state [--sizes 100 1000] [--runs 3]
+    .venv/bin/python -m bench.bench_state [--sizes 100 1000] [--runs 3]
                                           [--backends file postgres] [--parallelism 10]
 
 What is timed, in fresh processes, alternating within each round so that the
@@ -12,12 +12,12 @@ machine's load hits every contender alike:
   declaring N kernels, from an empty state (a new working directory, or a new
   PostgreSQL schema), recording every start as pending then started.
 
-The server is an instant loopback HTTP server (``tests.fakehttp``, with a
+The server is an instant loopback HTTP server (``tests.support.fakehttp``, with a
 listen backlog of 128 and kept-alive HTTP/1.1 connections, as tornado has)
 that answers like jupyter_server 2.21 (it honours client-chosen kernel ids) and
 starts nothing. The loop opens a connection per request, as the original
 functions (``urllib.request`` per call) do. PostgreSQL is a
-throwaway cluster (``tests.state.pgcluster``) with ``fsync`` on, as a real
+throwaway cluster (``tests.support.pgcluster``) with ``fsync`` on, as a real
 database runs. Each process's wall time includes
 its interpreter start-up. Reported: the median per contender, the ratio to the
 loop of the same size, and time(1000)/time(100). The goals: 1,000 starts within
@@ -39,7 +39,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.fakehttp import FakeHTTPServer, Recorded, Reply
+from tests.support.fakehttp import FakeHTTPServer, Recorded, Reply
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,7 +119,7 @@ def main() -> None:
     ThreadingHTTPServer.request_queue_size = 128
     cluster = None
     if "postgres" in args.backends:
-        from tests.state.pgcluster import start_cluster
+        from tests.support.pgcluster import start_cluster
 
         cluster = start_cluster(fsync=True, prefix="kernelform-bench-")
     times: dict[tuple[str, int], list[float]] = {}

@@ -1,6 +1,6 @@
 """kernelform's command line that pauses at an exact step, so a test can act meanwhile.
 
-    KF_PAUSE_AT=after-start:2 KF_PAUSE_DIR=DIR python -m tests.state.pausing ARGS...
+    KF_PAUSE_AT=after-start:2 KF_PAUSE_DIR=DIR python -m tests.support.pausing ARGS...
 
 At the N-th pass through the named hook (``after-start``: the server answered
 a start, not yet recorded; ``after-state-write``: an action is recorded) the

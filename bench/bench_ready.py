@@ -1,6 +1,6 @@
 """Benchmark: starting N kernels with kernelform against the plainest ways to do it.
 
-    .venv/bin/python -m tests.bench_ready [-n 16] [--rounds 5]
+    .venv/bin/python -m bench.bench_ready [-n 16] [--rounds 5]
 
 Against one real jupyter server (started here, on loopback), four commands
 are timed as whole processes (interpreter start-up included), alternating
@@ -9,7 +9,7 @@ round by round so that the machine's load falls on all of them alike:
 * ``loop``: the original functions' approach, a sequential stdlib loop of N
   ``POST api/kernels`` (no waiting: the kernels are only launched);
 * ``apply --no-wait``: ``kernelform apply --auto-approve --no-wait`` of N kernels;
-* ``floor``: ``tests/floor_ready.py``, N threads each POSTing a kernel and
+* ``floor``: ``bench/floor_ready.py``, N threads each POSTing a kernel and
   waiting for one ``kernel_info`` reply over its websocket: the least any tool
   can do to have N *ready* kernels;
 * ``apply``: ``kernelform apply --auto-approve``, which waits until every
@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.live_jupyter import JupyterServer, launch
+from tests.support.live_jupyter import JupyterServer, launch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,7 +98,7 @@ def run_rounds(server: JupyterServer, tmp: Path, *, n: int, rounds: int) -> None
         "apply --no-wait": [python, "-m", "kernelform", "apply", "--auto-approve", "--no-wait"],
         "floor": [
             python,
-            str(ROOT / "tests" / "floor_ready.py"),
+            str(ROOT / "bench" / "floor_ready.py"),
             server.url,
             "-n",
             str(n),

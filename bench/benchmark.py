@@ -1,6 +1,6 @@
 """Benchmarks: how kernelform scales, measured, not asserted.
 
-    .venv/bin/python -m tests.benchmark [--kernels 10000]
+    .venv/bin/python -m bench.benchmark [--kernels 10000]
 
 Times, best of several runs:
 - the planner on N declared kernels, all in the state and live, with sessions;
@@ -39,7 +39,7 @@ from kernelform.planner import make_plan
 from kernelform.recipe import Recipe
 from kernelform.render import render_plan
 from kernelform.state import Resource, new_state
-from tests.fakehttp import FakeHTTPServer, Recorded, Reply
+from tests.support.fakehttp import FakeHTTPServer, Recorded, Reply
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=timezone.utc)
 PER_DECLARATION = 1000

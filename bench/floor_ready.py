@@ -1,6 +1,6 @@
 """The floor: N kernels started in parallel, each until it answers kernel_info.
 
-    JUPYTER_TOKEN=... python tests/floor_ready.py http://127.0.0.1:8888/ [-n 16] [--json]
+    JUPYTER_TOKEN=... python bench/floor_ready.py http://127.0.0.1:8888/ [-n 16] [--json]
 
 The least any tool can do to have N ready kernels on a Jupyter server: one
 thread per kernel POSTs ``api/kernels``, then opens the kernel's websocket and

@@ -4,7 +4,7 @@ Each call is a fresh ``python -m kernelform`` process, so exit statuses,
 stdout/stderr separation and the absence of tracebacks are what a user sees.
 ``run_main`` runs it in this process instead, for tests that patch what it calls.
 When the environment asks for a fault (``KERNELFORM_CRASH_AT``/``_FAIL_AT``),
-the process is ``python -m tests.crashing`` instead: the same command line,
+the process is ``python -m tests.support.crashing`` instead: the same command line,
 with fault hooks (see tests/crashing.py).
 """
 
@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 from kernelform.cli import main
-from tests.live_jupyter import JupyterServer
+from tests.support.live_jupyter import JupyterServer
 
 FAULT_ENV = ("KERNELFORM_CRASH_AT", "KERNELFORM_FAIL_AT")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 TRACEBACK = "Traceback (most recent call last)"
 
@@ -51,7 +51,7 @@ def run(
     module = "kernelform"
     if any(full_env.get(name) for name in FAULT_ENV):
         # Faults are injected through hooks by the tests' own entry point.
-        module = "tests.crashing"
+        module = "tests.support.crashing"
         full_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(ROOT), full_env.get("PYTHONPATH", "")) if p
         )

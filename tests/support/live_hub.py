@@ -37,7 +37,7 @@ sends SIGTERM to the hub (which stops the servers and the proxy), then kills
 whatever of that tree is left and any process still working under *workdir*.
 ``Hub.kill_server(name)`` kills one user's server and its kernels behind the
 hub's back. Hubs still running at exit or on SIGTERM are stopped like servers of
-``tests.live_jupyter``.
+``tests.support.live_jupyter``.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ import psutil
 import requests
 from websockets.sync.client import connect as ws_connect
 
-from tests.live_jupyter import (
+from tests.support.live_jupyter import (
     BROKEN_SPEC,
     LIGHT_SPEC,
     PYTHON3_SPEC,

@@ -33,6 +33,6 @@ def get(url: str) -> requests.Response:
 
 def managed_ids(directory: Path) -> dict[str, Any]:
     """address -> kernel id in the state of the project in *directory*."""
-    from tests.kf import state_of
+    from tests.support.kf import state_of
 
     return {a: r["kernel_id"] for a, r in state_of(directory)["resources"].items()}
