@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from kernelform.errors import ManifestError, Problem
 from kernelform.manifest import MAX_BYTES, MAX_NODES, Manifest, load_manifest, parse_manifest
-from tests.manifests import BROKEN_DIR, BrokenCase, broken_cases
+from tests.manifest.manifests import BROKEN_DIR, BrokenCase, broken_cases
 
 CASES = broken_cases()
 TIME_LIMIT = 2.0  # seconds for one parse of a corpus file; the slowest takes about 0.05 s
@@ -189,7 +189,7 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 
 # --- hypothesis ----------------------------------------------------------------------------
 
-EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
+EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.yaml"))
 SEEDS = [p.read_bytes() for p in EXAMPLES] + [c.path.read_bytes() for c in CASES[::7]]
 YAMLISH = st.sampled_from(
     [

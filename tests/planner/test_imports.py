@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "kernelform"
+PACKAGE = Path(__file__).resolve().parents[2] / "kernelform"
 
 # Third-party packages that do I/O (HTTP, websockets, PostgreSQL) or drive the
 # command line: the planner, a pure function, reaches none of them.

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.manifests import BrokenCase, broken_cases
+from tests.manifest.manifests import BrokenCase, broken_cases
 from tests.support.kf import TRACEBACK, run, run_main
 
 CASES = broken_cases()

@@ -7,7 +7,7 @@ position) and a substring of its message. No case depends on the environment:
 the variables they use are all named ``KFTEST_UNDEFINED_*``, which must not be
 set. From any test module (``tests`` is a package)::
 
-    from tests.manifests import broken_cases
+    from tests.manifest.manifests import broken_cases
 
     @pytest.mark.parametrize("case", broken_cases(), ids=lambda c: c.name)
     def test_something(case): ...

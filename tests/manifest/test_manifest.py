@@ -39,7 +39,7 @@ from kernelform.manifest import (
 from kernelform.manifest.keys import URL_PATTERN, Key
 from kernelform.masking import Secret
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+EXAMPLES = Path(__file__).parents[2] / "examples"
 LAB = "servers:\n  lab:\n    url: http://127.0.0.1:8888\n"
 
 

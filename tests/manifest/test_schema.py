@@ -24,7 +24,7 @@ from kernelform.manifest import parse_manifest
 from kernelform.manifest.document import MAX_BYTES, Stop, compose, decode, new_yaml
 from kernelform.manifest.keys import SECTIONS, TopKeys
 from kernelform.schema import manifest_schema
-from tests.manifests import broken_cases
+from tests.manifest.manifests import broken_cases
 from tests.support.kf import ROOT, run
 
 COMMITTED = ROOT / "schema" / "kernelform.schema.json"
