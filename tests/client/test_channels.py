@@ -33,8 +33,8 @@ from kernelform.client import JupyterClient
 from kernelform.endpoint import Framing
 from kernelform.errors import AuthError, ConnectError, KernelNotReady, SetupFailed
 from kernelform.liveness import Health
-from tests.client.test_tls import TlsJupyterServer, launch_tls, make_certificate
 from tests.support.live_jupyter import SLOW_SPEC, JupyterServer, launch, wait_for, write_kernelspec
+from tests.support.tls import TlsJupyterServer, launch_tls, make_certificate
 
 UNKNOWN_ID = "3f1e7a52-9d0c-4b6e-8a41-2c5d7e9f0b13"
 # How long past its timeout a wait may end: the websocket's opening and closing, on a

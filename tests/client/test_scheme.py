@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.test_tls import TlsJupyterServer, launch_tls, make_certificate
 from tests.support.kf import run
 from tests.support.live_jupyter import JupyterServer
+from tests.support.tls import TlsJupyterServer, launch_tls, make_certificate
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
 

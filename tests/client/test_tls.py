@@ -1,10 +1,8 @@
 """kernelform against a real jupyter server serving https with a self-signed certificate.
 
 The certificate (subjectAltName IP:127.0.0.1 and DNS:localhost) is made with the
-``openssl`` command line; the server is started with ``--ServerApp.certfile`` and
-``--ServerApp.keyfile``. ``live_jupyter.launch`` polls over plain http, so the
-server is started here with its helpers, and every plain-``requests`` helper of
-the server verifies against the test certificate.
+``openssl`` command line and the server started with it by ``tests/support/tls.py``;
+every plain-``requests`` helper of the server verifies against the test certificate.
 
 Checked through the real command line: without a CA the certificate is refused
 with one clear line; ``--ca-bundle``/``ca_bundle:`` and ``--insecure``/``insecure:
@@ -15,74 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from tests.support.kf import Result, run, state_of
-from tests.support.live_jupyter import (
-    START_TIMEOUT,
-    JupyterServer,
-    ServerStartError,
-    _spawn,
-    _wait_until_up,
-)
+from tests.support.tls import TlsJupyterServer, launch_tls, make_certificate
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
-
-
-@dataclass(eq=False)
-class TlsJupyterServer(JupyterServer):
-    """A JupyterServer on https whose plain-``requests`` helpers trust ``ca_file``."""
-
-    ca_file: Path | None = None
-
-    def __hash__(self) -> int:
-        return id(self)
-
-    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("verify", str(self.ca_file))
-        return super().api(method, path, **kwargs)
-
-
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost, and its key."""
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
-            "-days", "2", "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
-def launch_tls(workdir: Path, cert: Path, key: Path, *, attempts: int = 3) -> TlsJupyterServer:
-    """Start a jupyter server on https and wait until it answers (verified) over TLS."""
-    args = [f"--ServerApp.certfile={cert}", f"--ServerApp.keyfile={key}"]
-    for attempt in range(1, attempts + 1):
-        plain = _spawn(workdir, base_url="/", token=None, extra_args=args, attempt=attempt)
-        values = {f.name: getattr(plain, f.name) for f in fields(plain)}
-        values["url"] = values["url"].replace("http://", "https://", 1)
-        server = TlsJupyterServer(**values, ca_file=cert)
-        try:
-            _wait_until_up(server, START_TIMEOUT)
-        except ServerStartError:
-            plain.stop()
-            if attempt < attempts and "is not available" in server.log_tail(200):
-                continue
-            raise
-        return server
-    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="module")
