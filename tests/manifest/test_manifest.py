@@ -38,6 +38,7 @@ from kernelform.manifest import (
 )
 from kernelform.manifest.keys import URL_PATTERN, Key
 from kernelform.masking import Secret
+from tests.support.kf import one_error
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 LAB = "servers:\n  lab:\n    url: http://127.0.0.1:8888\n"
@@ -683,6 +684,21 @@ def test_format_parse_round_trip(seconds: int) -> None:
     assert parse_duration(format_duration(td)) == td
 
 
+@pytest.mark.parametrize("key", ["health_timeout", "ready_timeout", "max_age", "busy_timeout"])
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_zero_duration_says_more_than_zero(
+    key: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "k.yaml"
+    manifest.write_text(
+        "servers:\n  lab: {url: 'http://127.0.0.1:8888'}\n"
+        f"kernels:\n  etl:\n    spec: python3\n    {key}: {value}\n"
+    )
+    line = one_error(["validate", "-f", str(manifest)], capsys)
+    col = len(f"    {key}: ") + 1
+    assert line == f"Error: {manifest}:6:{col}: {key} must be more than zero, e.g. 30s, got {value}"
+
+
 def test_addresses_of_desired_parse_back() -> None:
     manifest = parse(LAB + "kernels:\n  a: {spec: x, count: 2}\n  b: {spec: x}\n")
     assert [parse_address(d.address) for d in manifest.desired()] == [
@@ -946,3 +962,17 @@ def test_hub_token_never_in_messages() -> None:
             parse(text, {"T": "hub-secret-42"})
         assert "hub-secret-42" not in str(info.value) and "4242424242" not in str(info.value)
         assert len(info.value.problems) == 1
+
+
+def test_a_server_key_naming_a_hub_says_to_write_hub(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "k.yaml"
+    manifest.write_text(
+        "hubs:\n  campus:\n    url: http://127.0.0.1:8000\n    token: t\n"
+        "kernels:\n  tutor:\n    spec: python3\n    server: campus\n"
+    )
+    assert one_error(["validate", "-f", str(manifest)], capsys) == (
+        f"Error: {manifest}:8:13: kernel 'tutor' names unknown server 'campus'; campus is a hub:"
+        " write hub: campus; no server is declared"
+    )

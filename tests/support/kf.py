@@ -80,6 +80,16 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     return (code if isinstance(code, int) else 1), captured.out, captured.err
 
 
+def one_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one ``Error:`` line *argv* ends with (exit 1, nothing on stdout)."""
+    code, out, err = run_main(argv, capsys)
+    assert code == 1, (out, err)
+    assert out == "", out
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), err
+    return lines[0]
+
+
 def write_manifest(
     directory: Path, server: JupyterServer, kernels: str, **server_keys: Any
 ) -> Path:
