@@ -1,9 +1,17 @@
-"""JupyterClient against fake loopback servers: faults a real server won't produce."""
+"""JupyterClient against fake loopback servers: faults a real server won't produce.
+
+Then plan and apply through a faulty network (``tests.support.faultproxy.FaultProxy``
+in front of the session's real jupyter server; the cases and checks:
+``tests/support/faults.py``): what a user reads for each fault on every request,
+a read repeated once where the client repeats it, a write never repeated. Run
+with ``-s`` to see the number of fault cases covered (with executor/test_faults.py).
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -12,6 +20,25 @@ from kernelform.client import JupyterClient
 from kernelform.errors import AuthError, BadResponse, ConnectError, Remedy, ServerError
 from kernelform.live import LiveServer
 from tests.support.fakehttp import FakeHTTPServer, Recorded, Reply, ResetServer, json_reply
+from tests.support.faultproxy import FaultProxy, Kind
+from tests.support.faults import (
+    CASES,
+    FAILED_LINE,
+    KERNELS,
+    START,
+    Case,
+    assert_consistent,
+    assert_converges,
+    assert_error_lines,
+    covered,
+    heal,
+    inject,
+    kf,
+    resources,
+    summary,
+)
+from tests.support.kf import write_manifest
+from tests.support.live_jupyter import JupyterServer
 
 TOKEN = "s3cr3t-" + "ab" * 16
 KERNEL_ID = "3f1e7a52-9d0c-4b6e-8a41-2c5d7e9f0b13"
@@ -306,3 +333,108 @@ def test_jupyter_server_403_is_still_a_token_problem() -> None:
         err = _raised(AuthError, client.list_kernels)
     assert "not authenticated (HTTP 403)" in _check(err, fake.url)
     assert err.remedy is Remedy.CHECK_TOKEN  # the CLI words it: --token, or servers.NAME.token
+
+
+# -- plan and apply through a faulty network ----------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fault_summary() -> Iterator[None]:
+    yield
+    print(summary())
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, jupyter: JupyterServer) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def proxy(jupyter: JupyterServer) -> Iterator[FaultProxy]:
+    with FaultProxy(jupyter.url) as fault_proxy:
+        yield fault_proxy
+
+
+# -- a fault on every request: the run fails before changing anything -------------------
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_fault_on_every_request(
+    workdir: Path, jupyter: JupyterServer, proxy: FaultProxy, command: str, case: Case
+) -> None:
+    write_manifest(workdir, jupyter, KERNELS)
+    first = kf(workdir, jupyter, proxy, "apply", "--auto-approve", "--target", "etl")
+    assert first.code == 0, first
+    state_file = workdir / ".kernelform" / "state.json"
+    before = state_file.read_bytes()
+    running = jupyter.kernel_ids()
+    assert len(running) == 2
+
+    inject(proxy, case)
+    args = ("plan",) if command == "plan" else ("apply", "--auto-approve")
+    failed = kf(workdir, jupyter, proxy, *args)
+    assert_error_lines(failed, proxy, case.cause)
+    assert "Apply" not in failed.out, failed
+    heal(proxy)  # a held (slow) request may still reach the server: let it, then look
+    assert state_file.read_bytes() == before, "a failed read must not touch the state"
+    assert jupyter.kernel_ids() == running
+    assert_consistent(workdir, jupyter)
+
+    ids = assert_converges(workdir, jupyter, proxy)
+    assert {ids["etl[0]"], ids["etl[1]"]} == running
+    covered(case, command)
+
+
+# -- retries: a GET is repeated, a write never is -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [Kind.HTTP_503, Kind.HTTP_500, Kind.RESET_HEADERS, Kind.RESET_BODY],
+    ids=lambda k: k.value,
+)
+def test_a_read_that_fails_once_is_retried(
+    workdir: Path, jupyter: JupyterServer, proxy: FaultProxy, kind: Kind
+) -> None:
+    write_manifest(workdir, jupyter, KERNELS)
+    proxy.add(kind, "GET", r"/api/kernels", times=1)
+    plan = kf(workdir, jupyter, proxy, "plan")
+    assert plan.code == 0, plan
+    assert "Plan: 3 to start" in plan.out
+    assert proxy.count("GET", r"/api/kernels", fault=kind) == 1
+    assert proxy.count("GET", r"/api/kernels") == 2
+    covered(Case(kind.value, kind, ""), "plan: one-shot read, retried")
+
+
+def test_a_read_that_fails_with_500_twice_is_not_retried_again(
+    workdir: Path, jupyter: JupyterServer, proxy: FaultProxy
+) -> None:
+    """A 500 is repeated once only (the Kernel Gateway's one-off 500), unlike a 503."""
+    write_manifest(workdir, jupyter, KERNELS)
+    proxy.add(Kind.HTTP_500, "GET", r"/api/kernels", times=2)
+    plan = kf(workdir, jupyter, proxy, "plan")
+    assert_error_lines(plan, proxy, "GET api/kernels failed with HTTP 500")
+    assert proxy.count("GET", r"/api/kernels") == 2
+
+
+def test_a_start_that_gets_503_once_fails_and_is_not_repeated(
+    workdir: Path, jupyter: JupyterServer, proxy: FaultProxy
+) -> None:
+    write_manifest(workdir, jupyter, KERNELS)
+    proxy.add(Kind.HTTP_503, "POST", START, times=1)
+    result = kf(workdir, jupyter, proxy, "apply", "--auto-approve")
+    assert result.code == 1, result
+    assert "Apply finished with errors. 2 started; 1 failed; 0 blocked." in result.out
+    (failed,) = FAILED_LINE.findall(result.out)
+    assert "POST api/kernels failed with HTTP 503" in failed[1], failed
+    posts = [s for s in proxy.seen if s.method == "POST" and s.path == START]
+    assert len(posts) == 3, "exactly one POST per start: the 503 one was not retried"
+    assert [s.fault for s in posts].count(Kind.HTTP_503) == 1
+    chosen = [s.json()["kernel_id"] for s in posts]
+    assert len(set(chosen)) == 3, chosen
+    assert failed[0] not in resources(workdir)
+    assert_consistent(workdir, jupyter)
+    assert len(jupyter.kernel_ids()) == 2
+    assert_converges(workdir, jupyter, proxy)
+    covered(Case("http-503", Kind.HTTP_503, ""), "apply: one-shot write, not retried")
