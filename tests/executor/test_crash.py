@@ -1,6 +1,6 @@
 """Crash safety: ``kernelform apply`` killed at every step, then run again.
 
-The fault hooks of ``tests/crashing.py`` let a test SIGKILL the real command
+The fault hooks of ``tests/support/crashing.py`` let a test SIGKILL the real command
 line at an exact step: before and after every HTTP request, every state write
 and every kernel start. A sweep walks, for each point, N = 1, 2, 3, ... until a
 run finishes without being killed, so every step of the apply is covered

@@ -3,7 +3,7 @@ ones that never answer, and plan's health check restarts the frozen ones.
 
 Everything goes through the real command line against the session's real
 jupyter server, and is checked from outside with plain REST calls and
-jupyter_client (tests/live_jupyter.py), never through kernelform.
+jupyter_client (tests/support/live_jupyter.py), never through kernelform.
 """
 
 from __future__ import annotations

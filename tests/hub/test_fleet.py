@@ -1,7 +1,7 @@
 """Fleets against a real JupyterHub: kernels declared once for a hub's selected users.
 
 Every command runs as a user would run it (``python -m kernelform``, see
-tests/kf.py) on the session's hub (tests/hub/conftest.py: ana and carl
+tests/support/kf.py) on the session's hub (tests/hub/conftest.py: ana and carl
 running, bob and dora stopped; physics-101 = ana, bob). Kernels use the cheap
 ``light`` spec. Each ``Fleet`` bench checks every output of every command for
 every hub token, and at teardown every file it left (state, backups, plans).

@@ -1,7 +1,7 @@
 """Broken manifests: every one is refused with a located problem, quickly.
 
-The hand-written corpus lives in ``tests/manifests/broken`` (see
-``tests/manifests/__init__.py`` for its format and ``broken_cases()``); the
+The hand-written corpus lives in ``tests/manifest/manifests/broken`` (see
+``tests/manifest/manifests/__init__.py`` for its format and ``broken_cases()``); the
 big files are made here at test time, and hypothesis throws random and mutated
 text at the parser to check that nothing but ``ManifestError`` ever escapes.
 """

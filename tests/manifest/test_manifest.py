@@ -1,5 +1,5 @@
 """The manifest format: good manifests (table-style), exact error messages and positions,
-variables, durations and addresses. The broken-manifest corpus is test_manifest_corpus.py."""
+variables, durations and addresses. The broken-manifest corpus is test_corpus.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The manifest's JSON Schema: generated from the checker's declarations, committed,
 accepting the examples, and rejecting the broken manifests it can see.
 
-The corpus of broken manifests (tests/manifests/broken) is split three ways,
+The corpus of broken manifests (tests/manifest/manifests/broken) is split three ways,
 each case accounted for: refused before there is any data (YAML-level: aliases,
 tabs, duplicate keys, size, encoding: the schema never sees those), rejected
 by the schema, or accepted by it because only the checker can tell

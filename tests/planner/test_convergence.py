@@ -6,7 +6,7 @@ revision, pending starts, leftovers and deposed entries), the live kernels
 (managed and unmanaged, some in use through sessions or connections, some busy
 for long, some dead) and the time. For each one the planner plans, the executor
 carries the plan out (its runnable changes in a generated order) against
-in-memory servers (tests/fakeserver.py), the servers are read again and the
+in-memory servers (tests/support/fakeserver.py), the servers are read again and the
 planner plans a second time. Then:
 
 (a) one apply converges: the second plan holds exactly the changes the first

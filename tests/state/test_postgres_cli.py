@@ -188,7 +188,7 @@ def apply_with_the_database_stopped(
     env: Env, directory: Path, *, pause_at: str, args: tuple[str, ...] = ()
 ) -> Result:
     """``apply --no-wait --auto-approve ARGS`` paused at *pause_at* (see
-    tests/state/pausing.py) while the database is stopped, then let go; the cluster is
+    tests/support/pausing.py) while the database is stopped, then let go; the cluster is
     started again afterwards."""
     signals = directory / "signals"
     signals.mkdir()

@@ -1,6 +1,6 @@
 """kernelform's command line with fault hooks: crash or fail it at an exact step.
 
-    python -m tests.support.crashing ARGS...      (tests/kf.py uses it when a fault is asked for)
+    python -m tests.support.crashing ARGS...   (tests/support/kf.py uses it for a fault)
 
 ``KERNELFORM_CRASH_AT=NAME:N`` kills the process with SIGKILL at the N-th
 (1-based) pass through hook NAME: no cleanup, no ``finally``, as a power cut or

@@ -19,7 +19,7 @@ like jupyter_server 2.21 where kernelform relies on it:
 
 Every write is appended to ``log`` (an ``Op`` list that several servers may
 share), so a test can say exactly what was done to which kernel. It is a fake
-on purpose: the property tests run thousands of cases; tests/test_convergence.py
+on purpose: the property tests run thousands of cases; tests/planner/test_convergence.py
 runs a few generated cases against the real server too.
 
 ``MemoryStore`` is the in-memory backend (``kernelform.state.memory``), which

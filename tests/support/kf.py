@@ -5,7 +5,7 @@ stdout/stderr separation and the absence of tracebacks are what a user sees.
 ``run_main`` runs it in this process instead, for tests that patch what it calls.
 When the environment asks for a fault (``KERNELFORM_CRASH_AT``/``_FAIL_AT``),
 the process is ``python -m tests.support.crashing`` instead: the same command line,
-with fault hooks (see tests/crashing.py).
+with fault hooks (see tests/support/crashing.py).
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ SINGLEUSER_ARGS = (
 _FOREIGN_PREFIXES = ("JUPYTERHUB_", "JPY_", "CONFIGPROXY_")
 
 _CONFIG = '''\
-"""Written by tests/live_hub.py: a throw-away JupyterHub for kernelform's tests."""
+"""Written by tests/support/live_hub.py: a throw-away JupyterHub for kernelform's tests."""
 import json
 import os
 from pathlib import Path
