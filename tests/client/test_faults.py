@@ -35,8 +35,12 @@ from tests.support.faults import (
     inject,
     kf,
     resources,
-    summary,
 )
+
+# The fixtures of tests/support/faults.py: pytest finds them here by name.
+from tests.support.faults import fault_summary as fault_summary
+from tests.support.faults import proxy as proxy
+from tests.support.faults import workdir as workdir
 from tests.support.kf import write_manifest
 from tests.support.live_jupyter import JupyterServer
 
@@ -333,26 +337,6 @@ def test_jupyter_server_403_is_still_a_token_problem() -> None:
         err = _raised(AuthError, client.list_kernels)
     assert "not authenticated (HTTP 403)" in _check(err, fake.url)
     assert err.remedy is Remedy.CHECK_TOKEN  # the CLI words it: --token, or servers.NAME.token
-
-
-# -- plan and apply through a faulty network ----------------------------------------
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fault_summary() -> Iterator[None]:
-    yield
-    print(summary())
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, jupyter: JupyterServer) -> Path:
-    return tmp_path
-
-
-@pytest.fixture
-def proxy(jupyter: JupyterServer) -> Iterator[FaultProxy]:
-    with FaultProxy(jupyter.url) as fault_proxy:
-        yield fault_proxy
 
 
 # -- a fault on every request: the run fails before changing anything -------------------

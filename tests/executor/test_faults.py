@@ -12,7 +12,6 @@ Run with ``-s`` to see the number of fault cases covered (with client/test_fault
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,28 +32,14 @@ from tests.support.faults import (
     inject,
     kf,
     resources,
-    summary,
 )
+
+# The fixtures of tests/support/faults.py: pytest finds them here by name.
+from tests.support.faults import fault_summary as fault_summary
+from tests.support.faults import proxy as proxy
+from tests.support.faults import workdir as workdir
 from tests.support.kf import write_manifest
 from tests.support.live_jupyter import JupyterServer
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fault_summary() -> Iterator[None]:
-    yield
-    print(summary())
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, jupyter: JupyterServer) -> Path:
-    return tmp_path
-
-
-@pytest.fixture
-def proxy(jupyter: JupyterServer) -> Iterator[FaultProxy]:
-    with FaultProxy(jupyter.url) as fault_proxy:
-        yield fault_proxy
-
 
 # -- a fault on the writes only: the plan is read, then starts fail -----------------------
 

@@ -11,15 +11,18 @@ again), and that once the fault is gone the next apply converges with no twin.
 ``KERNELFORM_TIMEOUT=1`` keeps "too slow" cases short. The cases run in
 client/test_faults.py (what the client makes of each fault, retries) and
 executor/test_faults.py (starts failing mid-apply); each module prints the number
-of fault cases covered so far when it ends (run with ``-s``).
+of fault cases covered so far when it ends (``fault_summary``; run with ``-s``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.support.faultproxy import FaultProxy, Kind
 from tests.support.kf import Result, run, state_of
@@ -65,17 +68,32 @@ MID_CASES = [
 COVERED: set[tuple[str, str]] = set()
 
 
-def summary() -> str:
-    """The fault kind x command pairs covered so far in this run."""
+# The fixtures: a module imports them by name (pytest finds them there).
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fault_summary() -> Iterator[None]:
+    yield
     kinds = sorted({kind for kind, _ in COVERED})
     by_command: dict[str, int] = {}
     for _, command in COVERED:
         by_command[command] = by_command.get(command, 0) + 1
     breakdown = "; ".join(f"{command}: {n}" for command, n in sorted(by_command.items()))
-    return (
+    print(
         f"\nfault cases: {len(COVERED)} (fault kind x command pairs, {len(kinds)} kinds: "
         f"{', '.join(kinds)}; {breakdown})"
     )
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, jupyter: JupyterServer) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def proxy(jupyter: JupyterServer) -> Iterator[FaultProxy]:
+    with FaultProxy(jupyter.url) as fault_proxy:
+        yield fault_proxy
 
 
 def covered(case: Case, command: str) -> None:
